@@ -1,0 +1,89 @@
+"""The network primitives in TensorFlow 2 (eager, tf.function or a TF1 graph)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import tensorflow as tf
+
+from .layers import BN_EPSILON, DROPOUT_KEEP_PROB, Builder, pair
+
+
+class TFBuilder(Builder):
+    """Runs a definition on real tensors with variables looked up by their TF-Slim names.
+
+    training=False: BatchNorm uses the moving statistics and dropout is off, as TF-Slim's
+    `is_training=False`. training=True: BatchNorm normalizes with batch statistics and moves the
+    moving averages by `moving = momentum * moving + (1 - momentum) * batch`, and dropout keeps
+    80%. Both use TF's fused BatchNorm kernel, which is what TF-Slim ran.
+    """
+
+    def __init__(
+        self,
+        variables: Mapping[str, tf.Variable],
+        *,
+        training: bool = False,
+        batch_norm_momentum: Any = 0.99,
+    ) -> None:
+        super().__init__()
+        self.variables = variables
+        self.training = training
+        self.momentum = batch_norm_momentum
+
+    def _get(self, leaf: str) -> tf.Variable:
+        return self.variables[self.name(leaf)]
+
+    def _batch_norm(self, x: tf.Tensor) -> tf.Tensor:
+        with self.scope("BatchNorm"):
+            beta = self._get("beta")
+            mean, var = self._get("moving_mean"), self._get("moving_variance")
+        scale = tf.ones_like(beta)
+        if not self.training:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, scale, beta, mean=mean, variance=var, epsilon=BN_EPSILON, is_training=False
+            )
+            return y
+        # The kernel returns the unbiased batch variance for the moving average, like TF-Slim.
+        y, batch_mean, batch_var = tf.compat.v1.nn.fused_batch_norm(
+            x, scale, beta, epsilon=BN_EPSILON, is_training=True
+        )
+        decay = 1.0 - tf.cast(self.momentum, x.dtype)
+        mean.assign_sub((mean - batch_mean) * decay)
+        var.assign_sub((var - batch_var) * decay)
+        return y
+
+    def conv2d(self, x, filters, kernel, *, scope, stride=1, padding="SAME", batch_norm=True, activation=True):
+        with self.scope(scope):
+            y = tf.nn.conv2d(x, self._get("weights"), strides=stride, padding=padding)
+            y = self._batch_norm(y) if batch_norm else tf.nn.bias_add(y, self._get("biases"))
+        return tf.nn.relu(y) if activation else y
+
+    def max_pool2d(self, x, kernel, *, stride=1, padding="SAME"):
+        return tf.nn.max_pool2d(x, pair(kernel), stride, padding)
+
+    def avg_pool2d(self, x, kernel, *, stride=1, padding="SAME"):
+        return tf.nn.avg_pool2d(x, pair(kernel), stride, padding)
+
+    def concat(self, xs):
+        return tf.concat(list(xs), axis=3)
+
+    def residual(self, x, up, *, scale, activation):
+        y = x + scale * up if scale != 1.0 else x + up
+        return tf.nn.relu(y) if activation else y
+
+    def global_pool(self, x):
+        return tf.reduce_mean(x, axis=[1, 2])
+
+    def flatten(self, x):
+        return tf.reshape(x, [tf.shape(x)[0], -1])
+
+    def dropout(self, x):
+        return tf.nn.dropout(x, rate=1.0 - DROPOUT_KEEP_PROB) if self.training else x
+
+    def fully_connected(self, x, units, *, scope, as_conv1x1=False):
+        with self.scope(scope):
+            w = self._get("weights")
+            if as_conv1x1:
+                w = tf.reshape(w, [-1, units])
+            return tf.nn.bias_add(tf.matmul(x, w), self._get("biases"))
