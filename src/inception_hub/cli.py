@@ -1,0 +1,235 @@
+"""`inception-hub`: classify and embed images, list models, fetch weights.
+
+Exit status: 0 on success, 1 when some images could not be read (the others are still
+processed and written), 2 for a usage, model or weights error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .catalog import ModelSpec, all_specs, resolve
+from .errors import InceptionHubError
+
+PROG = "inception-hub"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except InceptionHubError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="TF-Hub Inception modules rebuilt from TF-Slim checkpoints.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    def model_args(sp: argparse.ArgumentParser, default: str) -> None:
+        sp.add_argument("images", nargs="+", metavar="IMAGES", help="image files, directories (recursive) or globs")
+        sp.add_argument("--model", "-m", default=default, help=f"model handle or short name (default {default})")
+        sp.add_argument("--checkpoint", metavar="PATH", help="TF-Slim checkpoint file, V2 prefix or release .tar.gz")
+        sp.add_argument("--batch-size", type=_positive, default=32)
+        sp.add_argument("--workers", type=_positive, default=None, help="image decoding threads")
+        sp.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
+    c = sub.add_parser("classify", help="top-k ImageNet classes for images")
+    model_args(c, "inception_v1")
+    c.add_argument("--top-k", "-k", type=_positive, default=5)
+    c.add_argument("--format", "-f", choices=("table", "json", "csv"), default="table")
+    c.set_defaults(func=cmd_classify)
+
+    e = sub.add_parser("embed", help="feature vectors for images, written to .npy, .npz or .parquet")
+    model_args(e, "inception_v1/feature_vector")
+    e.add_argument("--output", "-o", required=True, metavar="FILE", help="features.npy | features.npz | .parquet")
+    e.set_defaults(func=cmd_embed)
+
+    m = sub.add_parser("models", help="list the model handles and whether their weights are cached")
+    m.set_defaults(func=cmd_models)
+
+    f = sub.add_parser("fetch", help="download a model's weights into the cache, or import them from a file")
+    f.add_argument("model", help="model handle or short name")
+    f.add_argument("--from", dest="source", metavar="PATH", help="local release .tar.gz, checkpoint file or prefix")
+    f.add_argument("--no-progress", dest="progress", action="store_false")
+    f.set_defaults(func=cmd_fetch)
+    return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+# classify / embed ------------------------------------------------------------------------------
+
+
+def _results(args: argparse.Namespace, spec: ModelSpec) -> Iterator:
+    """Load the model, find the images, and yield pipeline results with a progress bar."""
+    from tqdm.auto import tqdm
+
+    from . import pipeline
+    from .module import Module
+    from .weights import load_weights
+
+    paths, unmatched = pipeline.find_images(args.images)
+    for item in unmatched:
+        print(f"{PROG}: no images found at {item}", file=sys.stderr)
+    args.failures = len(unmatched)
+    args.inputs = len(paths) + len(unmatched)
+    if not paths:
+        raise InceptionHubError("no images to process" + (f": {', '.join(unmatched)}" if unmatched else ""))
+    module = Module(spec, load_weights(spec.arch, args.checkpoint, progress=args.progress))
+    bar = tqdm(total=len(paths), unit="img", disable=not args.progress or None, file=sys.stderr, leave=False)
+    with bar:
+        for r in pipeline.run(module, paths, batch_size=args.batch_size, workers=args.workers):
+            bar.update(1)
+            if r.error is not None:
+                args.failures += 1
+                bar.write(f"{PROG}: cannot read {r.path}: {r.error}", file=sys.stderr)
+            yield r
+
+
+def _finish(args: argparse.Namespace) -> int:
+    if args.failures:
+        print(f"{PROG}: {args.failures} of {args.inputs} inputs could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .labels import decode_predictions
+
+    spec = resolve(args.model)
+    if spec.kind != "classification":
+        raise InceptionHubError(f"{spec.handle} outputs feature vectors; use `{PROG} embed`, or a classification model")
+    out = sys.stdout
+    writer = csv.writer(out) if args.format == "csv" else None
+    if writer:
+        writer.writerow(["path", "rank", "index", "label", "score"])
+    elif args.format == "json":
+        out.write("[")
+    total = 0
+    for r in _results(args, spec):
+        total += 1
+        preds = decode_predictions(r.output, top=args.top_k)[0] if r.error is None else []
+        if args.format == "json":
+            row = {"path": r.path, "error": r.error} if r.error else {
+                "path": r.path, "predictions": [p._asdict() for p in preds]}
+            out.write(("\n " if total == 1 else ",\n ") + json.dumps(row))
+        elif writer:
+            for rank, p in enumerate(preds, 1):
+                writer.writerow([r.path, rank, p.index, p.label, f"{p.score:.6f}"])
+        elif preds:
+            out.write(f"{r.path}\n")
+            for rank, p in enumerate(preds, 1):
+                out.write(f"  {rank}. {p.label:<30} {p.score:8.4f}  (class {p.index})\n")
+        out.flush()
+    if args.format == "json":
+        out.write("\n]\n")
+    return _finish(args)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    spec = resolve(args.model)
+    if spec.kind != "feature_vector":  # same weights; embed always wants the pooled features
+        spec = dataclasses.replace(spec, kind="feature_vector")
+    output = Path(args.output)
+    suffix = output.suffix.lower()
+    if suffix not in (".npy", ".npz", ".parquet"):
+        raise InceptionHubError(f"unsupported output {output}: use a .npy, .npz or .parquet file name")
+    paths, rows = [], []
+    for r in _results(args, spec):
+        if r.error is None:
+            paths.append(r.path)
+            rows.append(r.output)
+    features = np.stack(rows).astype(np.float32) if rows else np.zeros((0, spec.output_dim), np.float32)
+    write_features(output, paths, features)
+    print(f"wrote {len(paths)} feature vectors of {features.shape[1]} floats to {output}", file=sys.stderr)
+    return _finish(args)
+
+
+def write_features(output: Path, paths: list[str], features: np.ndarray) -> None:
+    """Write atomically. `.npy` holds the matrix and `<name>.paths.txt` beside it the row paths;
+    `.npz` holds arrays `paths` and `features`; `.parquet` has columns `path` and `features`."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    suffix = output.suffix.lower()
+    if suffix == ".npy":
+        _atomic(output, lambda f: np.save(f, features))
+        _atomic(output.with_suffix(".paths.txt"), lambda f: f.write("".join(p + "\n" for p in paths).encode()))
+    elif suffix == ".npz":
+        _atomic(output, lambda f: np.savez(f, paths=np.array(paths, dtype=str), features=features))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        dim = features.shape[1]
+        column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1), pa.float32()), dim)
+        table = pa.table({"path": pa.array(paths, pa.string()), "features": column})
+        _atomic(output, lambda f: pq.write_table(table, f))
+
+
+def _atomic(dest: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# models / fetch --------------------------------------------------------------------------------
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .weights import cached_path, is_cached
+
+    rows = [("HANDLE", "INPUT", "OUTPUT", "FORMAT", "WEIGHTS")]
+    for s in all_specs():
+        h, w = s.image_size
+        size = f"{h}x{w}" + ("+" if s.variable_size else "")
+        output = f"{s.output_dim} {'logits' if s.num_classes else 'features'}"
+        rows.append((s.handle, size, output, s.hub_format, "cached" if is_cached(s.arch) else "not cached"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print("\nShort names: inception_v1, inception_resnet_v2 (classification/5), and <name>/feature_vector.")
+    print("INPUT '+' = any size accepted. Weights cache: " + str(cached_path("inception_v1").parents[1]))
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from .weights import fetch
+
+    spec = resolve(args.model)
+    path = fetch(spec.arch, args.source, progress=args.progress)
+    print(f"{spec.arch} weights ready at {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

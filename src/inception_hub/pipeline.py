@@ -1,0 +1,127 @@
+"""Files in, model outputs out: find images, decode them in parallel, batch, run the module.
+
+Decoding runs in a thread pool a bounded number of images ahead of the model, so it overlaps
+inference (both release the GIL) and memory stays bounded however many files there are. An
+unreadable file becomes a result with an error; the run goes on.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageDecodeError
+from .images import IMAGE_EXTENSIONS, load_image
+from .module import Module
+
+
+@dataclass
+class Result:
+    """One input file: the module's output row, or why it could not be read."""
+
+    path: str
+    output: np.ndarray | None = None
+    error: str | None = None
+
+
+def find_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[str]]:
+    """Expand files, directories (recursively, image extensions only) and glob patterns.
+
+    Returns (image paths in a stable order, inputs that matched nothing). A file named
+    explicitly is kept whatever its extension, so a mislabelled image still gets its say."""
+    found: list[str] = []
+    unmatched: list[str] = []
+    for item in inputs:
+        text = os.fspath(item)
+        p = Path(text)
+        if p.is_dir():
+            found.extend(_images_under(p))
+        elif p.is_file():
+            found.append(text)
+        elif glob.has_magic(text):
+            hits = sorted(glob.glob(text, recursive=True))
+            files = [h for h in hits if Path(h).is_file() and Path(h).suffix.lower() in IMAGE_EXTENSIONS]
+            for h in hits:
+                if Path(h).is_dir():
+                    files.extend(_images_under(Path(h)))
+            if files:
+                found.extend(files)
+            else:
+                unmatched.append(text)
+        else:
+            unmatched.append(text)
+    seen: set[str] = set()
+    unique = [f for f in found if not (f in seen or seen.add(f))]
+    return unique, unmatched
+
+
+def _images_under(root: Path) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+    return out
+
+
+def run(
+    module: Module,
+    paths: Iterable[str],
+    *,
+    batch_size: int = 32,
+    workers: int | None = None,
+    central_fraction: float | None = 0.875,
+) -> Iterator[Result]:
+    """Yield one Result per path, in input order."""
+    size = module.expected_image_size
+    workers = workers or min(8, os.cpu_count() or 1)
+    ahead = 2 * batch_size  # decoded images waiting for the model, at most
+
+    def decode(path: str) -> np.ndarray:
+        return load_image(path, size, central_fraction=central_fraction)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        pending: collections.deque[tuple[str, Future]] = collections.deque()
+        batch: list[tuple[str, np.ndarray]] = []
+        it = iter(paths)
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < ahead:
+                path = next(it, None)
+                if path is None:
+                    exhausted = True
+                else:
+                    pending.append((path, pool.submit(decode, path)))
+            if not pending:
+                break
+            path, fut = pending.popleft()
+            try:
+                batch.append((path, fut.result()))
+            except ImageDecodeError as e:
+                yield from _flush(module, batch)
+                batch = []
+                yield Result(path, error=e.reason)
+                continue
+            except Exception as e:  # never let one odd file end the run
+                yield from _flush(module, batch)
+                batch = []
+                yield Result(path, error=f"{type(e).__name__}: {e}")
+                continue
+            if len(batch) == batch_size:
+                yield from _flush(module, batch)
+                batch = []
+        yield from _flush(module, batch)
+
+
+def _flush(module: Module, batch: list[tuple[str, np.ndarray]]) -> Iterator[Result]:
+    if not batch:
+        return
+    out = module(np.stack([img for _, img in batch]))
+    for (path, _), row in zip(batch, out):
+        yield Result(path, output=row)

@@ -1,0 +1,283 @@
+"""Read, validate, convert, cache and fetch the TF-Slim checkpoints.
+
+A checkpoint is accepted as a V1 single file (the 2016 releases), a V2 prefix (`.index` +
+`.data-*`), a directory holding one, the official `.tar.gz`, or our converted `.npz`. Whatever
+the source, the variables must be exactly the network's: names and shapes come from the one
+network definition. Downloaded or imported weights are converted once into
+`$INCEPTION_HUB_CACHE/weights/<arch>/<release>.npz`, written atomically under a file lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import CHECKPOINTS, CheckpointSource
+from .download import DownloadError, download
+from .errors import CheckpointError, CheckpointMismatchError, WeightsUnavailableError
+from .nets import ARCHITECTURES, variable_specs
+
+Weights = dict[str, np.ndarray]
+
+#: Bookkeeping variables a training checkpoint may carry besides the network.
+IGNORED_VARIABLES = frozenset({"global_step"})
+
+
+def cache_dir() -> Path:
+    """`$INCEPTION_HUB_CACHE`, else `~/.cache/inception_hub`."""
+    return Path(os.environ.get("INCEPTION_HUB_CACHE") or Path.home() / ".cache" / "inception_hub")
+
+
+def offline() -> bool:
+    return os.environ.get("INCEPTION_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def checkpoint_url(source: CheckpointSource) -> str:
+    """The release URL, or the same file under `$INCEPTION_HUB_MIRROR` when that is set."""
+    mirror = os.environ.get("INCEPTION_HUB_MIRROR")
+    return mirror.rstrip("/") + "/" + source.tarball if mirror else source.url
+
+
+def cached_path(arch: str) -> Path:
+    return cache_dir() / "weights" / arch / (CHECKPOINTS[arch].stem + ".npz")
+
+
+def download_path(arch: str) -> Path:
+    return cache_dir() / "downloads" / CHECKPOINTS[arch].tarball
+
+
+def is_cached(arch: str) -> bool:
+    return cached_path(arch).is_file()
+
+
+# Reading ---------------------------------------------------------------------------------------
+
+
+def read_checkpoint(path: str | os.PathLike, arch: str | None = None) -> Weights:
+    """All variables of a checkpoint as float32 arrays, whatever form it comes in."""
+    p = Path(path).expanduser()
+    name = p.name.lower()
+    if name.endswith((".tar.gz", ".tgz", ".tar")) and p.is_file():
+        return _read_tarball(p, arch)
+    if name.endswith(".npz") and p.is_file():
+        return _read_npz(p)
+    return _read_tf_checkpoint(_checkpoint_prefix(p))
+
+
+def _checkpoint_prefix(p: Path) -> str:
+    """The path TF's reader wants: a V1 file, or a V2 prefix (with or without the suffixes)."""
+    text = str(p)
+    for suffix in (".index", ".meta"):
+        if text.endswith(suffix):
+            return text.removesuffix(suffix)
+    if ".data-" in p.name:
+        return text.split(".data-")[0]
+    if p.is_dir():
+        import tensorflow as tf
+
+        latest = tf.train.latest_checkpoint(text)
+        if latest:
+            return latest
+        found = sorted(p.glob("*.ckpt")) + sorted(q.with_suffix("") for q in p.glob("*.index"))
+        if len(found) == 1:
+            return str(found[0])
+        raise CheckpointError(
+            f"{p}: directory holds {len(found) or 'no'} checkpoints; pass the checkpoint file or prefix itself"
+        )
+    if p.is_file() or Path(text + ".index").is_file():
+        return text
+    raise CheckpointError(f"{p}: no such checkpoint file (nor a V2 checkpoint prefix with {p.name}.index)")
+
+
+def _read_tf_checkpoint(prefix: str) -> Weights:
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        shapes = reader.get_variable_to_shape_map()
+        return {n: np.asarray(reader.get_tensor(n), dtype=np.float32) for n in shapes}
+    except Exception as e:  # TF raises DataLossError, NotFoundError, ValueError, ... with C++ detail
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{prefix}: not a readable TensorFlow checkpoint ({detail[:200]}). Pass a TF-Slim checkpoint "
+            "(the .ckpt file from the release tarball), a V2 prefix, or the .tar.gz itself."
+        ) from None
+
+
+def _read_npz(path: Path) -> Weights:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k].astype(np.float32, copy=False) for k in z.files}
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: corrupt weights file ({e}); delete it and fetch again") from None
+
+
+def _read_tarball(path: Path, arch: str | None) -> Weights:
+    with tempfile.TemporaryDirectory(prefix="inception_hub_") as tmp:
+        return _read_tf_checkpoint(str(extract_checkpoint(path, Path(tmp), arch)))
+
+
+def extract_checkpoint(tarball: Path, dest_dir: Path, arch: str | None = None) -> Path:
+    """Extract only the checkpoint file from a release tarball, refusing links and unsafe paths."""
+    wanted = {CHECKPOINTS[arch].member} if arch else {s.member for s in CHECKPOINTS.values()}
+    try:
+        with tarfile.open(tarball, "r:*") as tar:
+            names = []
+            for m in tar:
+                clean = m.name.removeprefix("./")
+                names.append(clean)
+                if clean not in wanted:
+                    continue
+                if not m.isfile() or Path(clean).is_absolute() or ".." in Path(clean).parts or "/" in clean:
+                    raise CheckpointError(f"{tarball}: refusing unsafe archive member {m.name!r}")
+                out = dest_dir / clean
+                src = tar.extractfile(m)
+                assert src is not None
+                with src, open(out, "wb") as f:
+                    while chunk := src.read(1 << 20):
+                        f.write(chunk)
+                return out
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise CheckpointError(f"{tarball}: not a readable .tar.gz ({e}); download it again") from None
+    shown = ", ".join(names[:10]) or "nothing"
+    raise CheckpointError(f"{tarball}: no {' or '.join(sorted(wanted))} in the archive (it holds {shown})")
+
+
+# Validation ------------------------------------------------------------------------------------
+
+
+def validate(arch: str, weights: Mapping[str, np.ndarray], source: str = "checkpoint") -> Weights:
+    """Check names and shapes against the network definition; return its variables as float32.
+
+    The IRv2 AuxLogits head is part of the release, so it is expected (and kept) too."""
+    expected = {s.name: s.shape for s in variable_specs(arch, include_top=True, include_aux=True)}
+    present = {n: tuple(np.shape(v)) for n, v in weights.items() if n not in IGNORED_VARIABLES}
+    missing = sorted(set(expected) - set(present))
+    unexpected = sorted(set(present) - set(expected))
+    mismatched = sorted(
+        f"{n}: checkpoint {present[n]}, network {expected[n]}"
+        for n in set(expected) & set(present)
+        if present[n] != expected[n]
+    )
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(
+            _mismatch_message(arch, source, present, missing, unexpected, mismatched),
+            missing, unexpected, mismatched,
+        )
+    return {n: np.asarray(weights[n], np.float32) for n in expected}
+
+
+def _mismatch_message(arch, source, present, missing, unexpected, mismatched) -> str:
+    scopes = {n.split("/", 1)[0] for n in present}
+    other = [a.name for a in ARCHITECTURES.values() if a.scope in scopes and a.name != arch]
+    lines = [f"{source} does not match {arch}"]
+    if other and ARCHITECTURES[arch].scope not in scopes:
+        lines[0] += f": it looks like a {other[0]} checkpoint"
+    lines[0] += "."
+
+    def show(title: str, items: list[str]) -> None:
+        if items:
+            lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:8]) + (" ..." if len(items) > 8 else ""))
+
+    show("missing", missing)
+    show("unexpected", unexpected)
+    show("wrong shape", mismatched)
+    lines.append(f"Use the official TF-Slim release ({CHECKPOINTS[arch].tarball}) or a checkpoint with its names.")
+    return "\n".join(lines)
+
+
+# Cache -----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def cache_lock(arch: str) -> Iterator[None]:
+    """Serialize downloads and conversions of one model across processes."""
+    lock = cache_dir() / "locks" / f"{arch}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def save_npz(weights: Mapping[str, np.ndarray], dest: Path) -> Path:
+    """Write weights to `dest` atomically: a reader sees the old file, or the whole new one."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **weights)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return dest
+
+
+def fetch(arch: str, source: str | os.PathLike | None = None, *, progress: bool = True) -> Path:
+    """Put validated weights for `arch` in the cache and return their path.
+
+    With `source`, import a local checkpoint or release tarball (for machines without internet);
+    otherwise use the cached file, a tarball already placed in the downloads folder, or download
+    the official release."""
+    dest = cached_path(arch)
+    with cache_lock(arch):
+        if source is not None:
+            weights = validate(arch, read_checkpoint(source, arch), str(source))
+            return save_npz(weights, dest)
+        if dest.is_file():
+            return dest
+        tarball = download_path(arch)
+        if not tarball.is_file():
+            _download_release(arch, tarball, progress)
+        try:
+            weights = validate(arch, read_checkpoint(tarball, arch), str(tarball))
+        except CheckpointError:
+            tarball.unlink(missing_ok=True)  # a bad download must not stick in the cache
+            raise
+        return save_npz(weights, dest)
+
+
+def _download_release(arch: str, tarball: Path, progress: bool) -> None:
+    url = checkpoint_url(CHECKPOINTS[arch])
+    if offline():
+        raise WeightsUnavailableError(
+            f"weights for {arch} are not cached and INCEPTION_HUB_OFFLINE is set.{_offline_help(arch, url)}"
+        )
+    try:
+        download(url, tarball, progress=progress)
+    except DownloadError as e:
+        raise WeightsUnavailableError(f"could not download the {arch} weights: {e}.{_offline_help(arch, url)}") from None
+
+
+def _offline_help(arch: str, url: str) -> str:
+    return (
+        f"\nOn a machine with internet, fetch {url}\n"
+        f"then either put it at {download_path(arch)}\n"
+        f"or run: inception-hub fetch {arch} --from /path/to/{CHECKPOINTS[arch].tarball}\n"
+        f"(an existing checkpoint also works: load(..., checkpoint=PATH) or --checkpoint PATH)."
+    )
+
+
+def load_weights(arch: str, checkpoint: str | os.PathLike | None = None, *, progress: bool = True) -> Weights:
+    """The network's variables for `arch`: from `checkpoint` if given, else from the cache,
+    downloading and converting the official release the first time."""
+    if checkpoint is not None:
+        return validate(arch, read_checkpoint(checkpoint, arch), str(checkpoint))
+    path = cached_path(arch)
+    if not path.is_file():
+        path = fetch(arch, progress=progress)
+    return validate(arch, _read_npz(path), str(path))
