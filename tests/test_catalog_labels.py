@@ -1,0 +1,93 @@
+"""Handles, labels and decode_predictions."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from conftest import SHARED
+
+import inception_hub
+from inception_hub.catalog import ModelSpec, all_specs, resolve
+from inception_hub.errors import InputError, UnknownHandleError
+from inception_hub.labels import LABELS_SHA256, decode_predictions, imagenet_labels
+
+
+@pytest.mark.parametrize(
+    "handle,expected",
+    [
+        ("google/imagenet/inception_v1/classification/5", ("inception_v1", "classification", 5)),
+        ("https://tfhub.dev/google/imagenet/inception_v1/classification/5", ("inception_v1", "classification", 5)),
+        ("https://tfhub.dev/google/imagenet/inception_resnet_v2/feature_vector/4/", ("inception_resnet_v2", "feature_vector", 4)),
+        ("tfhub.dev/google/imagenet/inception_v1/feature_vector/1?tf-hub-format=compressed", ("inception_v1", "feature_vector", 1)),
+        ("http://tfhub.dev/google/imagenet/inception_resnet_v2/classification/3", ("inception_resnet_v2", "classification", 3)),
+        ("inception_v1", ("inception_v1", "classification", 5)),
+        ("Inception-ResNet-V2", ("inception_resnet_v2", "classification", 5)),
+        ("inception_resnet_v2/feature_vector", ("inception_resnet_v2", "feature_vector", 5)),
+        ("inception_v1/feature_vector/1", ("inception_v1", "feature_vector", 1)),
+    ],
+)
+def test_handles_resolve(handle, expected):
+    s = resolve(handle)
+    assert (s.arch, s.kind, s.version) == expected
+
+
+@pytest.mark.parametrize(
+    "handle", ["inception_v3", "google/imagenet/inception_v1/classification/2", "google/imagenet/inception_v1/logits/5",
+               "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5", "", "a/b/c/d/e/f"],
+)
+def test_unknown_handles_list_the_known_ones(handle):
+    with pytest.raises(UnknownHandleError) as e:
+        resolve(handle)
+    assert "google/imagenet/{inception_v1,inception_resnet_v2}/{classification,feature_vector}/{1,3,4,5}" in str(e.value)
+
+
+def test_load_unknown_handle_fails_before_any_weights():
+    with pytest.raises(UnknownHandleError, match="unknown model handle 'inception_v4'"):
+        inception_hub.load("inception_v4")
+
+
+def test_catalog_facts():
+    assert len(all_specs()) == 16
+    v1 = resolve("google/imagenet/inception_v1/feature_vector/1")
+    assert v1.image_size == (224, 224) and v1.output_dim == 1024 and not v1.variable_size and v1.hub_format == "tf1_hub"
+    irv2 = ModelSpec("inception_resnet_v2", "classification", 5)
+    assert irv2.image_size == (299, 299) and irv2.output_dim == 1001 and irv2.variable_size
+    assert irv2.checkpoint.url == "https://download.tensorflow.org/models/inception_resnet_v2_2016_08_30.tar.gz"
+    assert irv2.url == "https://tfhub.dev/google/imagenet/inception_resnet_v2/classification/5"
+
+
+def test_shipped_labels_are_the_official_file():
+    from importlib import resources
+
+    data = resources.files("inception_hub").joinpath("data/ImageNetLabels.txt").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == LABELS_SHA256
+    assert data == (SHARED / "labels" / "ImageNetLabels.txt").read_bytes()
+    labels = imagenet_labels()
+    assert len(labels) == 1001 and labels[0] == "background" and labels[1] == "tench" and labels[-1] == "toilet tissue"
+
+
+def test_labels_follow_wnid_order():
+    wnids = (SHARED / "labels" / "imagenet_wnids_1001.txt").read_text().split()
+    labels = imagenet_labels()
+    assert wnids[0] == "background" and len(wnids) == 1001
+    assert labels[wnids.index("n01443537")] == "goldfish"
+    assert labels[wnids.index("n04590129")] == "window shade"
+
+
+def test_decode_predictions_ranks_by_probability():
+    logits = np.full((2, 1001), -5.0, np.float32)
+    logits[0, 2], logits[0, 1] = 6.0, 4.0
+    logits[1, 1000] = 3.0
+    preds = decode_predictions(logits, top=2)
+    assert [(p.index, p.label) for p in preds[0]] == [(2, "goldfish"), (1, "tench")]
+    expected = np.exp(6) / (np.exp(6) + np.exp(4) + 999 * np.exp(-5))
+    assert preds[0][0].score == pytest.approx(expected, rel=1e-5)
+    assert preds[1][0].label == "toilet tissue"
+    assert sum(p.score for p in decode_predictions(logits, top=1001)[0]) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_decode_predictions_rejects_feature_vectors():
+    with pytest.raises(InputError, match=r"shape \[N, 1001\], got \[3, 1024\]"):
+        decode_predictions(np.zeros((3, 1024)))
