@@ -1,0 +1,158 @@
+"""The `inception-hub` command end to end, on real photos and the synthetic reference checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import IMAGES
+
+import inception_hub
+from inception_hub.cli import main
+from inception_hub.images import load_image
+
+SAMPLE = IMAGES / "imagenet-sample"
+GOOD = ["n01443537_goldfish.JPEG", "n02096051_Airedale.JPEG", "n02793495_barn.JPEG", "n03584254_iPod.JPEG"]
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A folder with four photos (one greyscale), one more in a subfolder, and three broken files."""
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    for name in GOOD:
+        shutil.copy(SAMPLE / name, root / name)
+    shutil.copy(IMAGES / "grace_hopper.jpg", root / "sub" / "grace_hopper.jpg")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "random.png").write_bytes(os.urandom(3000))
+    data = (SAMPLE / GOOD[2]).read_bytes()
+    (root / "sub" / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (root / "notes.txt").write_text("not an image, and not picked up from a folder")
+    return root
+
+
+@pytest.fixture(scope="module")
+def v1_ckpt(checkpoints):
+    return str(checkpoints["inception_v1", "v1"])
+
+
+@pytest.fixture(scope="module")
+def clf(v1_ckpt):
+    return inception_hub.load("inception_v1", checkpoint=v1_ckpt)
+
+
+GOOD_PATHS = 5
+BROKEN = {"empty.jpg": "empty file", "random.png": "not an image", "truncated.jpg": "truncated"}
+
+
+def run(capsys, *argv):
+    code = main([*argv] if argv[0] == "models" else [*argv, "--no-progress"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_classify_json_reports_broken_files_and_goes_on(photos, v1_ckpt, clf, capsys):
+    code, out, err = run(capsys, "classify", str(photos), "--checkpoint", v1_ckpt, "--format", "json", "--top-k", "3")
+    assert code == 1
+    rows = json.loads(out)
+    assert len(rows) == GOOD_PATHS + len(BROKEN)
+    good = [r for r in rows if "predictions" in r]
+    bad = {os.path.basename(r["path"]): r["error"] for r in rows if "error" in r}
+    assert len(good) == GOOD_PATHS
+    for name, reason in BROKEN.items():
+        assert reason in bad[name].lower()
+        assert f"cannot read {photos}" in err and name in err
+    assert "3 of 8 inputs could not be read" in err
+    for r in good:
+        x = load_image(r["path"], (224, 224))[None]
+        expect = clf.predict(x, top=3)[0]
+        assert [p["index"] for p in r["predictions"]] == [p.index for p in expect]
+        assert [p["label"] for p in r["predictions"]] == [p.label for p in expect]
+        np.testing.assert_allclose([p["score"] for p in r["predictions"]], [p.score for p in expect], atol=1e-5)
+
+
+def test_classify_csv_and_table(photos, v1_ckpt, clf, capsys):
+    files = [str(photos / n) for n in GOOD]
+    code, out, _ = run(capsys, "classify", *files, "--checkpoint", v1_ckpt, "--format", "csv", "-k", "2")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 8 and rows[0].keys() == {"path", "rank", "index", "label", "score"}
+    top1 = clf.predict(load_image(files[1], (224, 224))[None], top=1)[0][0]
+    assert (rows[2]["path"], rows[2]["rank"], int(rows[2]["index"]), rows[2]["label"]) == (files[1], "1", top1.index, top1.label)
+    code, out, _ = run(capsys, "classify", files[0], "--checkpoint", v1_ckpt)
+    assert code == 0 and out.startswith(files[0] + "\n  1. ")
+    assert clf.predict(load_image(files[0], (224, 224))[None], top=1)[0][0].label in out
+
+
+def test_globs_and_missing_inputs(photos, v1_ckpt, capsys):
+    code, out, err = run(capsys, "classify", str(photos / "*.JPEG"), str(photos / "nothing_here.jpg"),
+                         "--checkpoint", v1_ckpt, "--format", "csv", "-k", "1")
+    assert code == 1
+    assert len(list(csv.DictReader(io.StringIO(out)))) == len(GOOD)
+    assert f"no images found at {photos / 'nothing_here.jpg'}" in err
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".parquet"])
+def test_embed_writes_one_row_per_readable_image_with_its_path(photos, v1_ckpt, checkpoints, tmp_path, capsys, suffix):
+    out_file = tmp_path / "out" / f"features{suffix}"
+    code, _, err = run(capsys, "embed", str(photos), "-o", str(out_file), "--checkpoint", v1_ckpt, "--model", "inception_v1")
+    assert code == 1 and f"wrote {GOOD_PATHS} feature vectors of 1024 floats" in err
+    if suffix == ".npy":
+        feats = np.load(out_file)
+        paths = out_file.with_suffix(".paths.txt").read_text().splitlines()
+    elif suffix == ".npz":
+        with np.load(out_file) as z:
+            feats, paths = z["features"], list(z["paths"])
+    else:
+        table = pq.read_table(out_file)
+        feats, paths = np.array(table["features"].to_pylist(), np.float32), table["path"].to_pylist()
+    assert feats.shape == (GOOD_PATHS, 1024) and len(paths) == GOOD_PATHS
+    fv = inception_hub.load("inception_v1/feature_vector", checkpoint=checkpoints["inception_v1", "v2"])
+    expect = fv(np.stack([load_image(p, (224, 224)) for p in paths]))
+    np.testing.assert_allclose(feats, expect, atol=1e-5)
+    assert not [p for p in out_file.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_fetch_from_tarball_then_commands_use_the_cache(photos, checkpoints, tmp_path, capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and out.count("not cached") == 16
+    assert "google/imagenet/inception_resnet_v2/feature_vector/5  299x299+  1536 features  tf2_saved_model" in out
+    tarball = tmp_path / "inception_v1_2016_08_28.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(checkpoints["inception_v1", "v1"], arcname="inception_v1.ckpt")
+    code, out, _ = run(capsys, "fetch", "inception_v1", "--from", str(tarball))
+    assert code == 0 and "inception_v1 weights ready at" in out
+    code, out, _ = run(capsys, "models")
+    assert out.count("not cached") == 8 and out.count(" cached") == 16
+    code, out, _ = run(capsys, "classify", str(photos / GOOD[0]), "--format", "json")
+    assert code == 0 and len(json.loads(out)[0]["predictions"]) == 5
+
+
+def test_model_and_weight_errors_exit_2_with_a_message(photos, checkpoints, capsys):
+    code, _, err = run(capsys, "classify", str(photos), "--model", "inception_v1/feature_vector")
+    assert code == 2 and "outputs feature vectors; use `inception-hub embed`" in err
+    code, _, err = run(capsys, "classify", str(photos), "--model", "resnet50")
+    assert code == 2 and "unknown model handle 'resnet50'" in err
+    code, _, err = run(capsys, "classify", str(photos), "--checkpoint", str(checkpoints["inception_resnet_v2", "v2"]))
+    assert code == 2 and "looks like a inception_resnet_v2 checkpoint" in err and "Traceback" not in err
+    code, _, err = run(capsys, "classify", str(photos))  # offline, nothing cached
+    assert code == 2 and "inception-hub fetch inception_v1 --from" in err
+    code, _, err = run(capsys, "embed", str(photos), "-o", "x.csv")
+    assert code == 2 and "use a .npy, .npz or .parquet" in err
+
+
+def test_console_script_runs(photos, v1_ckpt):
+    exe = shutil.which("inception-hub", path=os.path.dirname(sys.executable)) or "inception-hub"
+    proc = subprocess.run([exe, "classify", str(photos / GOOD[0]), str(photos / "empty.jpg"), "--checkpoint", v1_ckpt,
+                           "-k", "1", "-f", "csv"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.count("\n") == 2 and "empty file" in proc.stderr and "Traceback" not in proc.stderr
