@@ -6,9 +6,9 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import SHARED
 
 import inception_hub
+from conftest import SHARED
 from inception_hub.catalog import ModelSpec, all_specs, resolve
 from inception_hub.errors import InputError, UnknownHandleError
 from inception_hub.labels import LABELS_SHA256, decode_predictions, imagenet_labels
@@ -19,9 +19,18 @@ from inception_hub.labels import LABELS_SHA256, decode_predictions, imagenet_lab
     [
         ("google/imagenet/inception_v1/classification/5", ("inception_v1", "classification", 5)),
         ("https://tfhub.dev/google/imagenet/inception_v1/classification/5", ("inception_v1", "classification", 5)),
-        ("https://tfhub.dev/google/imagenet/inception_resnet_v2/feature_vector/4/", ("inception_resnet_v2", "feature_vector", 4)),
-        ("tfhub.dev/google/imagenet/inception_v1/feature_vector/1?tf-hub-format=compressed", ("inception_v1", "feature_vector", 1)),
-        ("http://tfhub.dev/google/imagenet/inception_resnet_v2/classification/3", ("inception_resnet_v2", "classification", 3)),
+        (
+            "https://tfhub.dev/google/imagenet/inception_resnet_v2/feature_vector/4/",
+            ("inception_resnet_v2", "feature_vector", 4),
+        ),
+        (
+            "tfhub.dev/google/imagenet/inception_v1/feature_vector/1?tf-hub-format=compressed",
+            ("inception_v1", "feature_vector", 1),
+        ),
+        (
+            "http://tfhub.dev/google/imagenet/inception_resnet_v2/classification/3",
+            ("inception_resnet_v2", "classification", 3),
+        ),
         ("inception_v1", ("inception_v1", "classification", 5)),
         ("Inception-ResNet-V2", ("inception_resnet_v2", "classification", 5)),
         ("inception_resnet_v2/feature_vector", ("inception_resnet_v2", "feature_vector", 5)),
@@ -34,13 +43,22 @@ def test_handles_resolve(handle, expected):
 
 
 @pytest.mark.parametrize(
-    "handle", ["inception_v3", "google/imagenet/inception_v1/classification/2", "google/imagenet/inception_v1/logits/5",
-               "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5", "", "a/b/c/d/e/f"],
+    "handle",
+    [
+        "inception_v3",
+        "google/imagenet/inception_v1/classification/2",
+        "google/imagenet/inception_v1/logits/5",
+        "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5",
+        "",
+        "a/b/c/d/e/f",
+    ],
 )
 def test_unknown_handles_list_the_known_ones(handle):
     with pytest.raises(UnknownHandleError) as e:
         resolve(handle)
-    assert "google/imagenet/{inception_v1,inception_resnet_v2}/{classification,feature_vector}/{1,3,4,5}" in str(e.value)
+    assert "google/imagenet/{inception_v1,inception_resnet_v2}/{classification,feature_vector}/{1,3,4,5}" in str(
+        e.value
+    )
 
 
 def test_load_unknown_handle_fails_before_any_weights():

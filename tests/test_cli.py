@@ -14,9 +14,9 @@ import tarfile
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import IMAGES
 
 import inception_hub
+from conftest import IMAGES
 from inception_hub.cli import main
 from inception_hub.images import load_image
 
@@ -87,15 +87,30 @@ def test_classify_csv_and_table(photos, v1_ckpt, clf, capsys):
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 8 and rows[0].keys() == {"path", "rank", "index", "label", "score"}
     top1 = clf.predict(load_image(files[1], (224, 224))[None], top=1)[0][0]
-    assert (rows[2]["path"], rows[2]["rank"], int(rows[2]["index"]), rows[2]["label"]) == (files[1], "1", top1.index, top1.label)
+    assert (rows[2]["path"], rows[2]["rank"], int(rows[2]["index"]), rows[2]["label"]) == (
+        files[1],
+        "1",
+        top1.index,
+        top1.label,
+    )
     code, out, _ = run(capsys, "classify", files[0], "--checkpoint", v1_ckpt)
     assert code == 0 and out.startswith(files[0] + "\n  1. ")
     assert clf.predict(load_image(files[0], (224, 224))[None], top=1)[0][0].label in out
 
 
 def test_globs_and_missing_inputs(photos, v1_ckpt, capsys):
-    code, out, err = run(capsys, "classify", str(photos / "*.JPEG"), str(photos / "nothing_here.jpg"),
-                         "--checkpoint", v1_ckpt, "--format", "csv", "-k", "1")
+    code, out, err = run(
+        capsys,
+        "classify",
+        str(photos / "*.JPEG"),
+        str(photos / "nothing_here.jpg"),
+        "--checkpoint",
+        v1_ckpt,
+        "--format",
+        "csv",
+        "-k",
+        "1",
+    )
     assert code == 1
     assert len(list(csv.DictReader(io.StringIO(out)))) == len(GOOD)
     assert f"no images found at {photos / 'nothing_here.jpg'}" in err
@@ -104,7 +119,9 @@ def test_globs_and_missing_inputs(photos, v1_ckpt, capsys):
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".parquet"])
 def test_embed_writes_one_row_per_readable_image_with_its_path(photos, v1_ckpt, checkpoints, tmp_path, capsys, suffix):
     out_file = tmp_path / "out" / f"features{suffix}"
-    code, _, err = run(capsys, "embed", str(photos), "-o", str(out_file), "--checkpoint", v1_ckpt, "--model", "inception_v1")
+    code, _, err = run(
+        capsys, "embed", str(photos), "-o", str(out_file), "--checkpoint", v1_ckpt, "--model", "inception_v1"
+    )
     assert code == 1 and f"wrote {GOOD_PATHS} feature vectors of 1024 floats" in err
     if suffix == ".npy":
         feats = np.load(out_file)
@@ -152,7 +169,22 @@ def test_model_and_weight_errors_exit_2_with_a_message(photos, checkpoints, caps
 
 def test_console_script_runs(photos, v1_ckpt):
     exe = shutil.which("inception-hub", path=os.path.dirname(sys.executable)) or "inception-hub"
-    proc = subprocess.run([exe, "classify", str(photos / GOOD[0]), str(photos / "empty.jpg"), "--checkpoint", v1_ckpt,
-                           "-k", "1", "-f", "csv"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            exe,
+            "classify",
+            str(photos / GOOD[0]),
+            str(photos / "empty.jpg"),
+            "--checkpoint",
+            v1_ckpt,
+            "-k",
+            "1",
+            "-f",
+            "csv",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.count("\n") == 2 and "empty file" in proc.stderr and "Traceback" not in proc.stderr

@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import reference
 
 import inception_hub
+from conftest import reference
 from inception_hub.errors import InputError
 
 
 @pytest.fixture(scope="module")
 def clf(checkpoints):
-    return inception_hub.load("google/imagenet/inception_v1/classification/5", checkpoint=checkpoints["inception_v1", "v1"])
+    return inception_hub.load(
+        "google/imagenet/inception_v1/classification/5", checkpoint=checkpoints["inception_v1", "v1"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,9 @@ def test_load_and_call_matches_reference(clf, ref224):
 
 def test_feature_vector_module_from_v2_checkpoint(checkpoints, ref224):
     x, ref = ref224
-    fv = inception_hub.load("https://tfhub.dev/google/imagenet/inception_v1/feature_vector/4",
-                            checkpoint=checkpoints["inception_v1", "v2"])
+    fv = inception_hub.load(
+        "https://tfhub.dev/google/imagenet/inception_v1/feature_vector/4", checkpoint=checkpoints["inception_v1", "v2"]
+    )
     assert fv.labels is None and fv.output_dim == 1024
     np.testing.assert_allclose(fv(x), ref["feature_vector"], atol=1e-4, rtol=0)
     assert not any("Logits" in v.name for v in fv.net.variables)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REFERENCE, SIZES, reference
 
+from conftest import REFERENCE, SIZES, reference
 from inception_hub.module import min_image_size
 from inception_hub.nets import variable_specs
 from inception_hub.nets.tf_module import InceptionNet

@@ -99,7 +99,9 @@ def test_fetch_from_local_tarball_fills_the_cache(release_tarball, synth_weights
     path = W.fetch(ARCH, release_tarball)
     assert path == W.cached_path(ARCH) and W.is_cached(ARCH)
     w = W.load_weights(ARCH)  # no checkpoint: the cache is used, nothing is downloaded (offline)
-    np.testing.assert_array_equal(w["InceptionV1/Conv2d_1a_7x7/weights"], synth_weights[ARCH]["InceptionV1/Conv2d_1a_7x7/weights"])
+    np.testing.assert_array_equal(
+        w["InceptionV1/Conv2d_1a_7x7/weights"], synth_weights[ARCH]["InceptionV1/Conv2d_1a_7x7/weights"]
+    )
     assert not list(path.parent.glob("*.tmp"))
 
 
@@ -188,8 +190,10 @@ def test_download_resumes_after_a_dropped_connection(server, synth_weights):
     server.cut_first_at = 1_000_000
     w = W.load_weights(ARCH, progress=False)
     assert server.requests == [None, "bytes=1000000-"]
-    np.testing.assert_array_equal(w["InceptionV1/Mixed_5c/Branch_0/Conv2d_0a_1x1/weights"],
-                                  synth_weights[ARCH]["InceptionV1/Mixed_5c/Branch_0/Conv2d_0a_1x1/weights"])
+    np.testing.assert_array_equal(
+        w["InceptionV1/Mixed_5c/Branch_0/Conv2d_0a_1x1/weights"],
+        synth_weights[ARCH]["InceptionV1/Mixed_5c/Branch_0/Conv2d_0a_1x1/weights"],
+    )
     assert W.download_path(ARCH).read_bytes() == server.data
     assert not W.download_path(ARCH).with_name(W.download_path(ARCH).name + ".part").exists()
 
@@ -209,7 +213,9 @@ def test_unreachable_server_becomes_offline_help(monkeypatch):
     monkeypatch.setattr("inception_hub.download.time.sleep", lambda s: None)
     with pytest.raises(WeightsUnavailableError) as e:
         W.load_weights(ARCH, progress=False)
-    assert "could not download the inception_v1 weights: http://127.0.0.1:9/models/inception_v1_2016_08_28" in str(e.value)
+    assert "could not download the inception_v1 weights: http://127.0.0.1:9/models/inception_v1_2016_08_28" in str(
+        e.value
+    )
     assert "inception-hub fetch inception_v1 --from" in str(e.value)
 
 

@@ -26,6 +26,7 @@ PROG = "inception-hub"
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up banners are not for CLI users
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
@@ -131,14 +132,15 @@ def cmd_classify(args: argparse.Namespace) -> int:
         writer.writerow(["path", "rank", "index", "label", "score"])
     elif args.format == "json":
         out.write("[")
-    total = 0
-    for r in _results(args, spec):
-        total += 1
+    for i, r in enumerate(_results(args, spec)):
         preds = decode_predictions(r.output, top=args.top_k)[0] if r.error is None else []
         if args.format == "json":
-            row = {"path": r.path, "error": r.error} if r.error else {
-                "path": r.path, "predictions": [p._asdict() for p in preds]}
-            out.write(("\n " if total == 1 else ",\n ") + json.dumps(row))
+            row = (
+                {"path": r.path, "error": r.error}
+                if r.error
+                else {"path": r.path, "predictions": [p._asdict() for p in preds]}
+            )
+            out.write(("\n " if i == 0 else ",\n ") + json.dumps(row))
         elif writer:
             for rank, p in enumerate(preds, 1):
                 writer.writerow([r.path, rank, p.index, p.label, f"{p.score:.6f}"])
@@ -216,7 +218,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append((s.handle, size, output, s.hub_format, "cached" if is_cached(s.arch) else "not cached"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     print("\nShort names: inception_v1, inception_resnet_v2 (classification/5), and <name>/feature_vector.")
     print("INPUT '+' = any size accepted. Weights cache: " + str(cached_path("inception_v1").parents[1]))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +39,8 @@ def download(url: str, dest: Path, *, progress: bool = True, retries: int = 3, t
         except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
             if isinstance(e, urllib.error.HTTPError) and e.code < 500 and e.code != 429:
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
+            if isinstance(getattr(e, "reason", None), socket.gaierror):  # no DNS: retrying won't help
+                raise DownloadError(f"{url}: cannot resolve the host ({e.reason.strerror})") from e
             last_error = e
             if attempt < retries:
                 time.sleep(min(2.0**attempt, 10.0))
@@ -67,8 +70,14 @@ def _fetch_into(url: str, part: Path, *, progress: bool, timeout: float) -> None
         with (
             open(part, mode) as f,
             tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=part.name.removesuffix(".part"), disable=not progress, leave=False,
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+                leave=False,
             ) as bar,
         ):
             shutil.copyfileobj(_Counting(response, bar), f, CHUNK)

@@ -16,7 +16,7 @@ LABELS_SHA256 = "310bbb36daf4dec629a836332d9a400ae883b435d4b68c3885b35a26f90aa07
 
 @functools.cache
 def imagenet_labels() -> tuple[str, ...]:
-    """"background" then the 1000 ILSVRC-2012 classes in wnid order (first WordNet lemma each)."""
+    """ "background" then the 1000 ILSVRC-2012 classes in wnid order (first WordNet lemma each)."""
     text = resources.files("inception_hub").joinpath("data/ImageNetLabels.txt").read_text("utf-8")
     return tuple(text.split("\n"))
 
@@ -51,4 +51,4 @@ def decode_predictions(
     top = min(top, len(labels))
     probs = softmax(logits)
     best = np.argsort(-logits, axis=1, kind="stable")[:, :top]
-    return [[Prediction(int(i), labels[i], float(p[i])) for i in row] for p, row in zip(probs, best)]
+    return [[Prediction(int(i), labels[i], float(p[i])) for i in row] for p, row in zip(probs, best, strict=True)]

@@ -81,7 +81,10 @@ class Module:
                 "a module takes image arrays; for files use inception_hub.load_image(path, "
                 "module.expected_image_size) or the `inception-hub classify` command"
             )
-        x = np.asarray(images)
+        try:
+            x = np.asarray(images)
+        except ValueError:  # ragged nested lists
+            x = np.empty((), object)
         if x.dtype == object or x.ndim == 0:
             raise InputError(f"images must be a numeric array [N, H, W, 3], got {type(images).__name__}")
         if x.ndim == 3 and x.shape[-1] == 3:
@@ -90,8 +93,7 @@ class Module:
             raise InputError(f"images must have shape [N, H, W, 3] (RGB, channels last), got {list(x.shape)}")
         if not np.issubdtype(x.dtype, np.floating):
             raise InputError(
-                f"images must be float32 in [0, 1], got dtype {x.dtype}; "
-                "convert with images.astype('float32') / 255"
+                f"images must be float32 in [0, 1], got dtype {x.dtype}; convert with images.astype('float32') / 255"
             )
         x = np.ascontiguousarray(x, dtype=np.float32)
         self._check_size(x.shape[1], x.shape[2])

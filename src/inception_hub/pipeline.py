@@ -123,5 +123,5 @@ def _flush(module: Module, batch: list[tuple[str, np.ndarray]]) -> Iterator[Resu
     if not batch:
         return
     out = module(np.stack([img for _, img in batch]))
-    for (path, _), row in zip(batch, out):
+    for (path, _), row in zip(batch, out, strict=True):
         yield Result(path, output=row)

@@ -170,7 +170,9 @@ def validate(arch: str, weights: Mapping[str, np.ndarray], source: str = "checkp
     if missing or unexpected or mismatched:
         raise CheckpointMismatchError(
             _mismatch_message(arch, source, present, missing, unexpected, mismatched),
-            missing, unexpected, mismatched,
+            missing,
+            unexpected,
+            mismatched,
         )
     return {n: np.asarray(weights[n], np.float32) for n in expected}
 
@@ -260,7 +262,9 @@ def _download_release(arch: str, tarball: Path, progress: bool) -> None:
     try:
         download(url, tarball, progress=progress)
     except DownloadError as e:
-        raise WeightsUnavailableError(f"could not download the {arch} weights: {e}.{_offline_help(arch, url)}") from None
+        raise WeightsUnavailableError(
+            f"could not download the {arch} weights: {e}.{_offline_help(arch, url)}"
+        ) from None
 
 
 def _offline_help(arch: str, url: str) -> str:

@@ -25,12 +25,20 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "inception_v1": Architecture(
-        "inception_v1", inception_v1.SCOPE, inception_v1.inception_v1,
-        inception_v1.DEFAULT_IMAGE_SIZE, inception_v1.NUM_FEATURES, False,
+        "inception_v1",
+        inception_v1.SCOPE,
+        inception_v1.inception_v1,
+        inception_v1.DEFAULT_IMAGE_SIZE,
+        inception_v1.NUM_FEATURES,
+        False,
     ),
     "inception_resnet_v2": Architecture(
-        "inception_resnet_v2", inception_resnet_v2.SCOPE, inception_resnet_v2.inception_resnet_v2,
-        inception_resnet_v2.DEFAULT_IMAGE_SIZE, inception_resnet_v2.NUM_FEATURES, True,
+        "inception_resnet_v2",
+        inception_resnet_v2.SCOPE,
+        inception_resnet_v2.inception_resnet_v2,
+        inception_resnet_v2.DEFAULT_IMAGE_SIZE,
+        inception_resnet_v2.NUM_FEATURES,
+        True,
     ),
 }
 

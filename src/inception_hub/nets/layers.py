@@ -158,9 +158,7 @@ class ShapeBuilder(Builder):
 
     def _spatial(self, x: Shape, kernel: Kernel, stride: int, padding: str, channels: int) -> Shape:
         kh, kw = pair(kernel)
-        return Shape(
-            _out_size(x.height, kh, stride, padding), _out_size(x.width, kw, stride, padding), channels
-        )
+        return Shape(_out_size(x.height, kh, stride, padding), _out_size(x.width, kw, stride, padding), channels)
 
     def conv2d(self, x, filters, kernel, *, scope, stride=1, padding="SAME", batch_norm=True, activation=True):
         kh, kw = pair(kernel)

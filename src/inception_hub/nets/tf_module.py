@@ -41,6 +41,4 @@ class InceptionNet(tf.Module):
 
     def regularization_losses(self) -> list[tf.Tensor]:
         """L2 weight decay on conv and fully connected weights, as TF-Slim trained with."""
-        return [
-            WEIGHT_DECAY * tf.nn.l2_loss(self.slim_variables[s.name]) for s in self.specs if s.regularized
-        ]
+        return [WEIGHT_DECAY * tf.nn.l2_loss(self.slim_variables[s.name]) for s in self.specs if s.regularized]
