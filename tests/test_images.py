@@ -6,6 +6,7 @@ import io
 import json
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def _subset() -> list[Path]:
     """Deterministic 40 photos: every greyscale one, then every n-th of the rest, and Grace Hopper."""
     files = sorted(SAMPLE.glob("*.JPEG"))
     assert len(files) == 900, f"expected 900 sample photos in {SAMPLE}"
+    files.remove(ROTATED_JPEG)  # TF's decode_jpeg ignores EXIF orientation; tested on its own below
     grey = [f for f in files if Image.open(f).mode == "L"]
     assert grey, "the sample should contain greyscale JPEGs"
     colour = [f for f in files if f not in grey]
@@ -191,7 +193,7 @@ def test_preprocess_output_contract() -> None:
     image = decode_image(GRACE_HOPPER)
     out = preprocess(image, (224, 224))
     assert out.dtype == np.float32 and out.shape == (224, 224, 3)
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.min() >= 0.0 and out.max() <= 1.0
     assert out.max() > 0.9 and out.min() < 0.1  # [0, 1], not [-1, 1] or [0, 255]
 
 
@@ -263,6 +265,13 @@ def test_palette_with_transparency_goes_over_white(tmp_path: Path) -> None:
     assert out.shape == (2, 4, 3)
     assert out[0, 2].tolist() == [10, 200, 30] and out[1, 3].tolist() == [10, 200, 30]
     assert out[0, 0].tolist() == [255, 255, 255] and out[1, 2].tolist() == [255, 255, 255]
+
+
+def test_rgb_colour_key_transparency_goes_over_white(tmp_path: Path) -> None:
+    pixels = np.array([[[1, 2, 3], [40, 50, 60]]], np.uint8)
+    path = tmp_path / "key.png"
+    Image.fromarray(pixels).save(path, transparency=(1, 2, 3))
+    assert decode_image(path).tolist() == [[[255, 255, 255], [40, 50, 60]]]
 
 
 def test_palette_without_transparency(tmp_path: Path) -> None:
@@ -439,12 +448,8 @@ def _png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
+    parts = [chunk(b"IHDR", header), chunk(b"IDAT", zlib.compress(b"\0" * 64)), chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(parts)
 
 
 def test_decompression_bomb(tmp_path: Path) -> None:
@@ -452,12 +457,22 @@ def test_decompression_bomb(tmp_path: Path) -> None:
     path.write_bytes(_png_header_only(20_000, 20_000))
     assert path.stat().st_size < 200
     _assert_decode_error(path, f"image too large (400000000 pixels > limit {DEFAULT_MAX_PIXELS}")
-    # Above our default but below Pillow's hard limit: still refused by our own limit, no Pillow warning.
+    # Between Pillow's warning and error thresholds: Pillow only warns, our own limit refuses it.
     path.write_bytes(_png_header_only(10_000, 10_000))
-    _assert_decode_error(path, f"image too large (100000000 pixels > limit {DEFAULT_MAX_PIXELS}")
-    # Lifting our limit leaves Pillow's hard limit, said as such.
+    with pytest.warns(Image.DecompressionBombWarning):
+        _assert_decode_error(path, f"image too large (100000000 pixels > limit {DEFAULT_MAX_PIXELS}")
+    # A caller's filter that makes Pillow's warning an exception gets the same error.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        _assert_decode_error(path, f"image too large (100000000 pixels > limit {DEFAULT_MAX_PIXELS})")
+    # Lifting our limit leaves Pillow's, said as such.
     path.write_bytes(_png_header_only(20_000, 20_000))
-    _assert_decode_error(path, "Pillow's hard limit", max_pixels=None)
+    _assert_decode_error(path, "> Pillow's limit 178956970", max_pixels=None)
+
+
+def test_default_limit_is_pillows_warning_threshold() -> None:
+    # So that, by default, Pillow never warns about an image we accept.
+    assert DEFAULT_MAX_PIXELS == Image.MAX_IMAGE_PIXELS
 
 
 def test_max_pixels_on_a_real_image() -> None:
