@@ -42,18 +42,20 @@ def test_variable_counts_and_roles():
 
 @pytest.fixture(scope="module")
 def nets(checkpoints):
-    out = {}
-    for arch in SIZES:
-        w = validate(arch, read_checkpoint(checkpoints[arch, "v1"]))
-        out[arch] = InceptionNet(arch, 1001, w)
-    return out
+    """One net per (architecture, checkpoint format): V1 single file and V2 index + data."""
+    return {
+        (arch, fmt): InceptionNet(arch, 1001, validate(arch, read_checkpoint(checkpoints[arch, fmt])))
+        for arch in SIZES
+        for fmt in ("v1", "v2")
+    }
 
 
+@pytest.mark.parametrize("fmt", ["v1", "v2"])
 @pytest.mark.parametrize("arch,size", [(a, s) for a in SIZES for s in SIZES[a]])
-def test_logits_features_and_end_points_match_tf_slim(nets, arch, size):
+def test_logits_features_and_end_points_match_tf_slim(nets, arch, size, fmt):
     ref = reference(arch, size)
     x = tf.constant(ref["inputs_u8"].astype(np.float32) / 255)
-    logits, end_points = nets[arch].run(x)
+    logits, end_points = nets[arch, fmt].run(x)
     np.testing.assert_allclose(logits.numpy(), ref["logits"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(end_points["global_pool"].numpy(), ref["feature_vector"], rtol=0, atol=1e-4)
     for key in ref:
