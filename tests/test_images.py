@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+from conftest import IMAGES, SHARED
 from inception_hub.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -28,8 +29,6 @@ from inception_hub.images import (
     resize_bilinear_tf1,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-IMAGES = SHARED / "images"
 SAMPLE = IMAGES / "imagenet-sample"
 GRACE_HOPPER = IMAGES / "grace_hopper.jpg"
 ROTATED_JPEG = SAMPLE / "n02951585_can_opener.JPEG"  # the one sample photo with EXIF orientation 6
