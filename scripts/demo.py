@@ -10,14 +10,12 @@ runs for real.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from inception_hub import cli, fetch  # noqa: E402
-from inception_hub.errors import WeightsUnavailableError  # noqa: E402
+from inception_hub import cli, fetch
+from inception_hub.errors import WeightsUnavailableError
+from inception_hub.quiet import import_tensorflow
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "src" / "inception_hub" / "data" / "samples"
@@ -38,6 +36,7 @@ def synthetic_checkpoint() -> str | None:
 
 
 def main() -> int:
+    import_tensorflow()
     args = ["classify", str(SAMPLES), "--model", "google/imagenet/inception_v1/classification/5", "--top-k", "5"]
     try:
         fetch("inception_v1")

@@ -26,12 +26,15 @@ PROG = "inception-hub"
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up banners are not for CLI users
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    if args.func in (cmd_classify, cmd_embed, cmd_fetch):
+        from .quiet import import_tensorflow
+
+        import_tensorflow()  # TensorFlow's start-up banners are not for CLI users
     try:
         return args.func(args)
     except InceptionHubError as e:
