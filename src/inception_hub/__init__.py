@@ -45,6 +45,22 @@ def load_image(path: str | os.PathLike, size: tuple[int, int], central_fraction:
     return _load_image(path, size, central_fraction=central_fraction)
 
 
+def export(
+    handle: str, outdir: str | os.PathLike, checkpoint: str | os.PathLike | None = None, *, overwrite: bool = False
+) -> str:
+    """Write a handle as the module tfhub.dev served; see `inception_hub.export.export`."""
+    from .export import export as _export
+
+    return str(_export(handle, outdir, checkpoint, overwrite=overwrite))
+
+
+def get_expected_image_size(path_or_handle: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) a module (handle or exported folder) was trained for."""
+    from .export import get_expected_image_size as _get
+
+    return _get(path_or_handle)
+
+
 def fetch(handle: str, source: str | os.PathLike | None = None, *, progress: bool = True) -> str:
     """Download (or import from `source`) the weights for a handle into the cache; returns the path."""
     from .weights import fetch as _fetch
@@ -64,7 +80,9 @@ __all__ = [
     "WeightsUnavailableError",
     "all_specs",
     "decode_predictions",
+    "export",
     "fetch",
+    "get_expected_image_size",
     "imagenet_labels",
     "load",
     "load_image",

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    if args.func in (cmd_classify, cmd_embed, cmd_fetch):
+    if args.func in (cmd_classify, cmd_embed, cmd_fetch, cmd_export):
         from .quiet import import_tensorflow
 
         import_tensorflow()  # TensorFlow's start-up banners are not for CLI users
@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the model handles and whether their weights are cached")
     m.set_defaults(func=cmd_models)
+
+    x = sub.add_parser("export", help="write a handle as a TF-Hub module (TF2 SavedModel for /4 /5, TF1 Hub for /1 /3)")
+    x.add_argument("model", metavar="HANDLE", help="e.g. google/imagenet/inception_v1/classification/5")
+    x.add_argument("outdir", metavar="OUTDIR")
+    x.add_argument("--checkpoint", metavar="PATH", help="TF-Slim checkpoint file, V2 prefix or release .tar.gz")
+    x.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
+    x.add_argument("--no-progress", dest="progress", action="store_false")
+    x.set_defaults(func=cmd_export)
 
     f = sub.add_parser("fetch", help="download a model's weights into the cache, or import them from a file")
     f.add_argument("model", help="model handle or short name")
@@ -224,6 +232,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     print("\nShort names: inception_v1, inception_resnet_v2 (classification/5), and <name>/feature_vector.")
     print("INPUT '+' = any size accepted. Weights cache: " + str(cached_path("inception_v1").parents[1]))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    spec = resolve(args.model)
+    out = export(spec, args.outdir, args.checkpoint, overwrite=args.overwrite, progress=args.progress)
+    kind = "TF1 Hub module" if spec.hub_format == "tf1_hub" else "TF2 SavedModel"
+    print(f"exported {spec.handle} as a {kind} to {out}")
     return 0
 
 

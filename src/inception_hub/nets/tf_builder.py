@@ -49,8 +49,12 @@ class TFBuilder(Builder):
             x, scale, beta, epsilon=BN_EPSILON, is_training=True
         )
         decay = 1.0 - tf.cast(self.momentum, x.dtype)
-        mean.assign_sub((mean - batch_mean) * decay)
-        var.assign_sub((var - batch_var) * decay)
+        updates = [mean.assign_sub((mean - batch_mean) * decay), var.assign_sub((var - batch_var) * decay)]
+        if not tf.executing_eagerly():
+            # TF1 graphs run these only when asked, through UPDATE_OPS, exactly as TF-Slim did.
+            # (Inside a tf.function they run anyway: automatic control dependencies.)
+            for op in updates:
+                tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, op)
         return y
 
     def conv2d(self, x, filters, kernel, *, scope, stride=1, padding="SAME", batch_norm=True, activation=True):

@@ -1,0 +1,82 @@
+"""Versions 4 and 5: TF2 reusable SavedModels, as `hub.KerasLayer` and `hub.load` expect.
+
+The object has `__call__(images, training=False, batch_norm_momentum=0.99)` traced for both
+values of `training` (images `[None, None, None, 3]` float32 in [0, 1]), and the attributes
+`variables`, `trainable_variables` (no BatchNorm moving statistics) and
+`regularization_losses` (one callable: L2 4e-5 on the weights, as TF-Slim trained).
+
+Signatures (version 5; version 4 was published without any):
+- `serving_default`: input `images`, output `logits` or `feature_vector`.
+- `image_classification` (classification modules): input `images`, output `default` = logits.
+- `image_feature_vector`: input `images`, output `default` = the pooled feature vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ..catalog import ModelSpec
+from ..nets.tf_module import InceptionNet
+
+IMAGES = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+
+
+def build_saved_model_root(spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> tf.train.Checkpoint:
+    """The trackable root object of the SavedModel, with its functions traced.
+
+    A plain trackable (not a tf.Module, whose `variables` are computed properties that are not
+    saved): the reusable SavedModel API reads these as attributes of the restored object."""
+    net = InceptionNet(spec.arch, spec.num_classes, weights)
+    root = tf.train.Checkpoint()
+    root.net = net
+
+    @tf.function
+    def call(images, training=False, batch_norm_momentum=0.99):
+        return net(images, training=training, batch_norm_momentum=batch_norm_momentum)
+
+    for training in (False, True):
+        call.get_concrete_function(IMAGES, training, tf.TensorSpec([], tf.float32))
+
+    @tf.function(input_signature=[])
+    def weight_decay():
+        return tf.add_n(net.regularization_losses())
+
+    root.__call__ = call
+    root.variables = list(net.slim_variables.values())
+    root.trainable_variables = [v for v in root.variables if v.trainable]
+    root.regularization_losses = [weight_decay]
+    return root
+
+
+def signatures(root: tf.train.Checkpoint, spec: ModelSpec) -> dict[str, tf.types.experimental.ConcreteFunction]:
+    """Version 5's signatures; version 4 was published without any."""
+    if spec.version < 5:
+        return {}
+    net: InceptionNet = root.net
+    main_output = "logits" if spec.kind == "classification" else "feature_vector"
+
+    @tf.function(input_signature=[IMAGES])
+    def serving(images):
+        return {main_output: net(images)}
+
+    @tf.function(input_signature=[IMAGES])
+    def features(images):
+        return {"default": net.run(images)[1]["global_pool"]}
+
+    @tf.function(input_signature=[IMAGES])
+    def classification(images):
+        return {"default": net(images)}
+
+    out = {"serving_default": serving.get_concrete_function(), "image_feature_vector": features.get_concrete_function()}
+    if spec.kind == "classification":
+        out["image_classification"] = classification.get_concrete_function()
+    return out
+
+
+def export_tf2(spec: ModelSpec, weights: Mapping[str, np.ndarray], outdir: Path) -> None:
+    root = build_saved_model_root(spec, weights)
+    tf.saved_model.save(root, str(outdir), signatures=signatures(root, spec))
