@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    if args.func in (cmd_classify, cmd_embed, cmd_fetch, cmd_export):
+    if args.func in (cmd_classify, cmd_embed, cmd_fetch, cmd_export, cmd_serve_hub):
         from .quiet import import_tensorflow
 
         import_tensorflow()  # TensorFlow's start-up banners are not for CLI users
@@ -79,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
     x.add_argument("--no-progress", dest="progress", action="store_false")
     x.set_defaults(func=cmd_export)
+
+    h = sub.add_parser("serve-hub", help="serve the modules over HTTP the way tfhub.dev did, for hub.KerasLayer(url)")
+    h.add_argument("--port", type=int, default=8008)
+    h.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    h.add_argument(
+        "--checkpoint", action="append", default=[], metavar="ARCH=PATH",
+        help="build ARCH's modules from this checkpoint instead of the cached release (repeatable)",
+    )
+    h.add_argument("--quiet", action="store_true", help="do not log requests")
+    h.set_defaults(func=cmd_serve_hub)
 
     f = sub.add_parser("fetch", help="download a model's weights into the cache, or import them from a file")
     f.add_argument("model", help="model handle or short name")
@@ -242,6 +252,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export(spec, args.outdir, args.checkpoint, overwrite=args.overwrite, progress=args.progress)
     kind = "TF1 Hub module" if spec.hub_format == "tf1_hub" else "TF2 SavedModel"
     print(f"exported {spec.handle} as a {kind} to {out}")
+    return 0
+
+
+def cmd_serve_hub(args: argparse.Namespace) -> int:
+    from .hub_server import ModuleStore, make_server
+
+    checkpoints = {}
+    for item in args.checkpoint:
+        arch, sep, path = item.partition("=")
+        if not sep or not path:
+            raise InceptionHubError(f"--checkpoint takes ARCH=PATH, e.g. inception_v1=/data/v1.ckpt: {item!r}")
+        checkpoints[resolve(arch).arch] = path
+    server = make_server(args.host, args.port, ModuleStore(checkpoints), quiet=args.quiet)
+    host, port = server.server_address[:2]
+    print(f"serving modules on http://{host}:{port}/ (e.g. http://{host}:{port}/{all_specs()[0].handle})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

@@ -1,0 +1,206 @@
+"""A local tfhub.dev: serves the modules so that unchanged `hub.KerasLayer(url)` code works.
+
+`GET /<handle>?tf-hub-format=compressed` answers with the module as a .tar.gz, which is what
+tensorflow_hub's HTTP resolver asks for; `GET /<handle>` is the model's HTML page; `GET /` lists
+the modules. A module is exported on its first request and kept in
+`$INCEPTION_HUB_CACHE/hub/`, keyed by handle and the weights it was built from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import http.server
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+
+from .catalog import CHECKPOINTS, ModelSpec, all_specs
+from .errors import InceptionHubError
+from .export import export
+from .nets import ARCHITECTURES
+from .weights import cache_dir, cache_lock, fetch
+
+CHANGELOG = {
+    1: "TF1 Hub format: graphs for tag sets {} and {train}; signatures default, image_classification "
+    "(classification modules) and image_feature_vector; fixed input size.",
+    3: "Variable input size; a batch_norm_momentum argument (default 0.99) for fine-tuning.",
+    4: "TF2 reusable SavedModel: hub.KerasLayer(..., trainable=True), regularization losses.",
+    5: "A serving_default signature (input images, output logits or feature_vector).",
+}
+PAPERS = {
+    "inception_v1": ("Going deeper with convolutions (Szegedy et al., 2014)", "https://arxiv.org/abs/1409.4842"),
+    "inception_resnet_v2": (
+        "Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning (Szegedy et al., 2016)",
+        "https://arxiv.org/abs/1602.07261",
+    ),
+}
+
+
+class ModuleStore:
+    """Builds each module once (per weights) and keeps its .tar.gz; safe across threads and processes."""
+
+    def __init__(self, checkpoints: Mapping[str, str] | None = None, root: Path | None = None) -> None:
+        self.checkpoints = dict(checkpoints or {})
+        self.root = root or cache_dir() / "hub"
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def weights_source(self, arch: str) -> Path:
+        """The file the module's weights come from: an explicit checkpoint, or the cached release."""
+        if arch in self.checkpoints:
+            return Path(self.checkpoints[arch]).resolve()
+        return fetch(arch, progress=False)
+
+    def _key(self, spec: ModelSpec, source: Path) -> str:
+        stat = source.stat() if source.exists() else None
+        ident = f"{spec.handle}|{source}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}"
+        return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+    def tarball(self, spec: ModelSpec) -> Path:
+        source = self.weights_source(spec.arch)
+        out = self.root / spec.handle / f"{self._key(spec, source)}.tar.gz"
+        if out.is_file():
+            return out
+        with self._guard:
+            lock = self._locks.setdefault(spec.handle, threading.Lock())
+        with lock, cache_lock(f"hub-{spec.arch}-{spec.kind}-{spec.version}"):
+            if out.is_file():  # built by another thread or process meanwhile
+                return out
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+                checkpoint = self.checkpoints.get(spec.arch)
+                moddir = export(spec, Path(tmp) / "module", checkpoint, progress=False)
+                part = Path(tmp) / "module.tar.gz"
+                with tarfile.open(part, "w:gz") as tar:
+                    for item in sorted(moddir.iterdir()):
+                        tar.add(item, arcname=item.name)
+                os.replace(part, out)
+        return out
+
+
+def model_page(spec: ModelSpec, base_url: str) -> str:
+    """The HTML page of one module: overview, contract, provenance, usage, changelog."""
+    arch = ARCHITECTURES[spec.arch]
+    h, w = spec.image_size
+    url = f"{base_url}/{spec.handle}"
+    paper, paper_url = PAPERS[spec.arch]
+    ckpt = CHECKPOINTS[spec.arch]
+    output = (
+        "logits <code>[batch, 1001]</code>: class 0 is \u201cbackground\u201d, then the 1000 ILSVRC-2012 classes "
+        "in wnid order"
+        if spec.kind == "classification"
+        else f"feature vector <code>[batch, {arch.num_features}]</code>: the global average pool before the logits"
+    )
+    size = f"{h}x{w} exactly" if not spec.variable_size else f"any size; trained at {h}x{w}"
+    if spec.hub_format == "tf1_hub":
+        usage = (
+            f'm = hub.load("{url}", tags=[])\n'
+            f'out = m.signatures["{"image_classification" if spec.num_classes else "image_feature_vector"}"]'
+            '(images=images)["default"]'
+        )
+    else:
+        usage = (
+            f'layer = hub.KerasLayer("{url}", trainable=False)\n'
+            "model = tf_keras.Sequential([layer])\n"
+            f"model.build([None, {h}, {w}, 3])\n"
+            "out = model(images)"
+        )
+    changes = "".join(
+        f"<li><b>{v}</b>: {html.escape(text)}{' (this version)' if v == spec.version else ''}</li>"
+        for v, text in CHANGELOG.items()
+        if v <= spec.version
+    )
+    title = html.escape(spec.handle)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.4}}
+code,pre{{background:#f4f4f4;padding:.1em .3em}}pre{{padding:.8em}}</style></head>
+<body>
+<h1>{title}</h1>
+<h2>Overview</h2>
+<p>{"Image classification" if spec.num_classes else "Image feature vector"} with {arch.name}
+(TF-Slim <code>{arch.scope}</code>), trained on ImageNet (ILSVRC-2012). Format:
+{"TF1 Hub module" if spec.hub_format == "tf1_hub" else "TF2 reusable SavedModel"}.</p>
+<h2>Inputs and outputs</h2>
+<ul><li>Input: float32 RGB <code>[batch, height, width, 3]</code> with values in [0, 1]
+({size}); the module maps them to [-1, 1] itself.</li>
+<li>Output: {output}.</li></ul>
+<h2>Provenance</h2>
+<p>Rebuilt by inception-hub from the TF-Slim checkpoint
+<a href="{ckpt.url}">{ckpt.tarball}</a>, the network defined as in TF-Slim and checked against the
+TF-Slim graphs' outputs. Paper: <a href="{paper_url}">{html.escape(paper)}</a>.</p>
+<h2>Usage</h2>
+<pre>import tensorflow_hub as hub
+import tf_keras
+{html.escape(usage)}</pre>
+<p>Download: <a href="{url}?tf-hub-format=compressed">{title}.tar.gz</a></p>
+<h2>Changelog</h2>
+<ul>{changes}</ul>
+</body></html>
+"""
+
+
+def index_page(base_url: str) -> str:
+    rows = "".join(f'<li><a href="/{s.handle}">{html.escape(s.handle)}</a></li>' for s in all_specs())
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>inception-hub</title></head>'
+        f"<body><h1>inception-hub modules</h1><ul>{rows}</ul></body></html>"
+    )
+
+
+class HubRequestHandler(http.server.BaseHTTPRequestHandler):
+    store: ModuleStore
+    server_version = "inception-hub"
+
+    def do_GET(self) -> None:  # noqa: N802
+        parsed = urllib.parse.urlsplit(self.path)
+        handle = parsed.path.strip("/")
+        query = urllib.parse.parse_qs(parsed.query)
+        host, port = self.server.server_address[:2]
+        base = f"http://{self.headers.get('Host') or f'{host}:{port}'}"
+        if handle == "":
+            return self._send(200, "text/html; charset=utf-8", index_page(base).encode())
+        spec = next((s for s in all_specs() if s.handle == handle), None)
+        if spec is None:
+            return self._send(404, "text/plain; charset=utf-8", f"no module {handle!r} here; see /\n".encode())
+        if query.get("tf-hub-format") == ["compressed"]:
+            try:
+                path = self.store.tarball(spec)
+            except InceptionHubError as e:
+                return self._send(503, "text/plain; charset=utf-8", f"{e}\n".encode())
+            return self._send_file(path)
+        return self._send(200, "text/html; charset=utf-8", model_page(spec, base).encode())
+
+    def _send(self, code: int, ctype: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_file(self, path: Path) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/gzip")
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.end_headers()
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, self.wfile)
+
+    def log_message(self, fmt: str, *args) -> None:
+        if not getattr(self.server, "quiet", False):
+            super().log_message(fmt, *args)
+
+
+def make_server(host: str, port: int, store: ModuleStore, quiet: bool = False) -> http.server.ThreadingHTTPServer:
+    handler = type("Handler", (HubRequestHandler,), {"store": store})
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    server.quiet = quiet
+    return server
+

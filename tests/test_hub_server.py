@@ -1,0 +1,116 @@
+"""`inception-hub serve-hub`: a real server process, and tensorflow_hub resolving URLs against it."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_hub as hub
+import tf_keras
+
+from conftest import reference
+
+
+@pytest.fixture(scope="module")
+def hub_url(checkpoints, tmp_path_factory):
+    env = dict(os.environ, INCEPTION_HUB_CACHE=str(tmp_path_factory.mktemp("hubcache")), INCEPTION_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "inception_hub.cli",
+            "serve-hub",
+            "--port",
+            "0",
+            "--quiet",
+            "--checkpoint",
+            f"inception_v1={checkpoints['inception_v1', 'v2']}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    line = proc.stdout.readline()
+    match = re.search(r"http://127\.0\.0\.1:\d+", line)
+    if not match:
+        proc.kill()
+        pytest.fail(f"server did not start: {line!r} {proc.stderr.read()}")
+    yield match.group(0)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=300) as r:
+            return r.status, r.headers.get("Content-Type"), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read()
+
+
+def test_keras_layer_loads_a_url_unchanged(hub_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "tfhub"))
+    x = reference("inception_v1", "224x224")
+    layer = hub.KerasLayer(f"{hub_url}/google/imagenet/inception_v1/classification/5")
+    model = tf_keras.Sequential([layer])
+    model.build([None, 224, 224, 3])
+    np.testing.assert_allclose(model.predict(x["inputs_u8"] / 255.0, verbose=0), x["logits"], atol=1e-4, rtol=0)
+    assert any((tmp_path / "tfhub").iterdir())  # resolved through hub's own download cache
+
+
+def test_tf1_module_by_url(hub_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "tfhub"))
+    x = reference("inception_v1", "224x224")
+    m = hub.load(f"{hub_url}/google/imagenet/inception_v1/feature_vector/1", tags=[])
+    out = m.signatures["image_feature_vector"](images=tf.constant(x["inputs_u8"][:3] / 255.0, tf.float32))
+    np.testing.assert_allclose(out["default"], x["feature_vector"][:3], atol=1e-4, rtol=0)
+
+
+def test_compressed_module_is_built_once_and_cached(hub_url):
+    url = f"{hub_url}/google/imagenet/inception_v1/feature_vector/5?tf-hub-format=compressed"
+    status, ctype, body = get(url)
+    assert status == 200 and ctype == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        names = set(tar.getnames())
+    assert {"saved_model.pb", "variables/variables.index", "assets.extra/inception_hub.json"} <= names
+    assert get(url)[2] == body  # the same bytes: served from the cache, not rebuilt
+
+
+def test_model_page_and_index(hub_url):
+    status, ctype, body = get(f"{hub_url}/google/imagenet/inception_v1/classification/3")
+    page = body.decode()
+    assert status == 200 and ctype.startswith("text/html")
+    for section in ("Overview", "Inputs and outputs", "Provenance", "Usage", "Changelog"):
+        assert f"<h2>{section}</h2>" in page
+    assert "inception_v1_2016_08_28.tar.gz" in page and "any size; trained at 224x224" in page
+    assert "(this version)" in page and "serving_default" not in page  # version 5's change is not listed
+    status, _, body = get(f"{hub_url}/")
+    assert status == 200 and body.decode().count("<li>") == 16
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/google/imagenet/inception_v2/classification/5",
+        "/google/imagenet/inception_v1/classification/2?tf-hub-format=compressed",
+        "/inception_v1",
+        "/../etc/passwd",
+    ],
+)
+def test_unknown_handles_are_404(hub_url, path):
+    assert get(hub_url + path)[0] == 404
+
+
+def test_missing_weights_are_503_with_the_fix(hub_url):
+    status, _, body = get(f"{hub_url}/google/imagenet/inception_resnet_v2/classification/5?tf-hub-format=compressed")
+    assert status == 503 and b"inception-hub fetch inception_resnet_v2" in body
