@@ -31,11 +31,18 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load(handle: str, checkpoint: str | os.PathLike | None = None, *, progress: bool = True) -> Module:
-    """Load a module by handle; see `inception_hub.module.load`."""
+def load(
+    handle: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    kind: str | None = None,
+    progress: bool = True,
+) -> Module:
+    """Load a module by handle, or a folder written by `export` or `finetune`; see
+    `inception_hub.module.load`."""
     from .module import load as _load
 
-    return _load(handle, checkpoint, progress=progress)
+    return _load(handle, checkpoint, kind=kind, progress=progress)
 
 
 def load_image(path: str | os.PathLike, size: tuple[int, int], central_fraction: float | None = 0.875):

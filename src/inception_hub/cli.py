@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .catalog import ModelSpec, all_specs, resolve
+from .catalog import all_specs, resolve
 from .errors import InceptionHubError
 
 PROG = "inception-hub"
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    if args.func in (cmd_classify, cmd_embed, cmd_fetch, cmd_export, cmd_serve_hub):
+    if args.func in (cmd_classify, cmd_embed, cmd_fetch, cmd_export, cmd_serve_hub, cmd_finetune):
         from .quiet import import_tensorflow
 
         import_tensorflow()  # TensorFlow's start-up banners are not for CLI users
@@ -80,11 +79,37 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--no-progress", dest="progress", action="store_false")
     x.set_defaults(func=cmd_export)
 
+    t = sub.add_parser("finetune", help="train a classifier on your photos (one folder per class) and save it")
+    t.add_argument("data_dir", metavar="DATA_DIR", help="one subfolder of images per class")
+    t.add_argument("--model", "-m", default="inception_v1", help="backbone: inception_v1 or inception_resnet_v2")
+    t.add_argument("--output", "-o", required=True, metavar="OUTDIR", help="where to save the trained model")
+    t.add_argument("--epochs", type=_positive, default=10)
+    t.add_argument("--batch-size", type=_positive, default=16)
+    t.add_argument("--learning-rate", type=float, default=None, help="default 0.01 (head only) or 0.005 (backbone)")
+    t.add_argument("--fine-tune-backbone", action="store_true", help="train the whole network, not just the head")
+    t.add_argument("--batch-norm-momentum", type=float, default=0.997)
+    t.add_argument("--validation-split", type=float, default=0.2)
+    t.add_argument("--image-size", type=_positive, default=None, help="training size (default: the model's)")
+    t.add_argument("--patience", type=_positive, default=3, help="epochs without a better val loss before stopping")
+    t.add_argument(
+        "--no-recalibrate-bn",
+        dest="recalibrate_bn",
+        action="store_false",
+        help="with --fine-tune-backbone: keep the plain BatchNorm moving averages instead of recomputing them",
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint", metavar="PATH", help="TF-Slim checkpoint for the backbone")
+    t.add_argument("--no-progress", dest="progress", action="store_false")
+    t.set_defaults(func=cmd_finetune)
+
     h = sub.add_parser("serve-hub", help="serve the modules over HTTP the way tfhub.dev did, for hub.KerasLayer(url)")
     h.add_argument("--port", type=int, default=8008)
     h.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     h.add_argument(
-        "--checkpoint", action="append", default=[], metavar="ARCH=PATH",
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="ARCH=PATH",
         help="build ARCH's modules from this checkpoint instead of the cached release (repeatable)",
     )
     h.add_argument("--quiet", action="store_true", help="do not log requests")
@@ -108,14 +133,15 @@ def _positive(text: str) -> int:
 # classify / embed ------------------------------------------------------------------------------
 
 
-def _results(args: argparse.Namespace, spec: ModelSpec) -> Iterator:
+def _results(args: argparse.Namespace, kind: str | None) -> Iterator:
     """Load the model, find the images, and yield pipeline results with a progress bar."""
     from tqdm.auto import tqdm
 
     from . import pipeline
-    from .module import Module
-    from .weights import load_weights
+    from .module import is_saved_model, load
 
+    if kind is None and not is_saved_model(args.model) and resolve(args.model).kind != "classification":
+        raise InceptionHubError(f"{args.model} outputs feature vectors; use `{PROG} embed`, or a classification model")
     paths, unmatched = pipeline.find_images(args.images)
     for item in unmatched:
         print(f"{PROG}: no images found at {item}", file=sys.stderr)
@@ -123,7 +149,10 @@ def _results(args: argparse.Namespace, spec: ModelSpec) -> Iterator:
     args.inputs = len(paths) + len(unmatched)
     if not paths:
         raise InceptionHubError("no images to process" + (f": {', '.join(unmatched)}" if unmatched else ""))
-    module = Module(spec, load_weights(spec.arch, args.checkpoint, progress=args.progress))
+    module = load(args.model, args.checkpoint, kind=kind, progress=args.progress)
+    if kind is None and not module.labels:
+        raise InceptionHubError(f"{module.handle} outputs feature vectors; use `{PROG} embed`")
+    args.module = module
     bar = tqdm(total=len(paths), unit="img", disable=not args.progress or None, file=sys.stderr, leave=False)
     with bar:
         for r in pipeline.run(module, paths, batch_size=args.batch_size, workers=args.workers):
@@ -144,17 +173,14 @@ def _finish(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from .labels import decode_predictions
 
-    spec = resolve(args.model)
-    if spec.kind != "classification":
-        raise InceptionHubError(f"{spec.handle} outputs feature vectors; use `{PROG} embed`, or a classification model")
     out = sys.stdout
     writer = csv.writer(out) if args.format == "csv" else None
     if writer:
         writer.writerow(["path", "rank", "index", "label", "score"])
     elif args.format == "json":
         out.write("[")
-    for i, r in enumerate(_results(args, spec)):
-        preds = decode_predictions(r.output, top=args.top_k)[0] if r.error is None else []
+    for i, r in enumerate(_results(args, None)):
+        preds = decode_predictions(r.output, top=args.top_k, labels=args.module.labels)[0] if r.error is None else []
         if args.format == "json":
             row = (
                 {"path": r.path, "error": r.error}
@@ -176,19 +202,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    spec = resolve(args.model)
-    if spec.kind != "feature_vector":  # same weights; embed always wants the pooled features
-        spec = dataclasses.replace(spec, kind="feature_vector")
     output = Path(args.output)
     suffix = output.suffix.lower()
     if suffix not in (".npy", ".npz", ".parquet"):
         raise InceptionHubError(f"unsupported output {output}: use a .npy, .npz or .parquet file name")
     paths, rows = [], []
-    for r in _results(args, spec):
+    for r in _results(args, "feature_vector"):  # a classifier's own pooled features
         if r.error is None:
             paths.append(r.path)
             rows.append(r.output)
-    features = np.stack(rows).astype(np.float32) if rows else np.zeros((0, spec.output_dim), np.float32)
+    features = np.stack(rows).astype(np.float32) if rows else np.zeros((0, args.module.output_dim), np.float32)
     write_features(output, paths, features)
     print(f"wrote {len(paths)} feature vectors of {features.shape[1]} floats to {output}", file=sys.stderr)
     return _finish(args)
@@ -252,6 +275,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export(spec, args.outdir, args.checkpoint, overwrite=args.overwrite, progress=args.progress)
     kind = "TF1 Hub module" if spec.hub_format == "tf1_hub" else "TF2 SavedModel"
     print(f"exported {spec.handle} as a {kind} to {out}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import train
+
+    result = train(
+        args.data_dir,
+        args.model,
+        args.output,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        fine_tune_backbone=args.fine_tune_backbone,
+        batch_norm_momentum=args.batch_norm_momentum,
+        validation_split=args.validation_split,
+        image_size=args.image_size,
+        checkpoint=args.checkpoint,
+        patience=args.patience,
+        seed=args.seed,
+        progress=args.progress,
+    )
+    best = result.history["val_accuracy"][result.best_epoch - 1] if result.history["loss"] else float("nan")
+    print(
+        f"saved {len(result.classes)}-class model to {args.output} (val_accuracy {best:.3f}); "
+        f"try: {PROG} classify IMAGES --model {args.output}"
+    )
     return 0
 
 

@@ -203,4 +203,3 @@ def make_server(host: str, port: int, store: ModuleStore, quiet: bool = False) -
     server.daemon_threads = True
     server.quiet = quiet
     return server
-

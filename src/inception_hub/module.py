@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,36 +26,79 @@ RANGE_TOLERANCE = 1e-3
 
 
 class Module:
-    """A TF-Hub Inception module rebuilt from its TF-Slim checkpoint.
+    """A TF-Hub Inception module: rebuilt from its TF-Slim checkpoint, or a SavedModel that
+    inception-hub exported or fine-tuned.
 
     Call it on float32 RGB images `[N, H, W, 3]` in [0, 1] (numpy or tf.Tensor); it returns
-    logits `[N, 1001]` (class 0 is "background") or feature vectors `[N, 1024 | 1536]`."""
+    logits `[N, 1001]` (class 0 is "background"), logits over a fine-tuned model's own classes, or
+    feature vectors `[N, 1024 | 1536]`."""
 
-    def __init__(self, spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        net: Callable[[tf.Tensor], tf.Tensor],
+        *,
+        labels: tuple[str, ...] | None,
+        handle: str | None = None,
+        image_size: tuple[int, int] | None = None,
+    ) -> None:
         self.spec = spec
-        self.net = InceptionNet(spec.arch, spec.num_classes, weights)
-        self._infer = tf.function(
-            lambda x: self.net(x, training=False),
-            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
-        )
+        self.net = net
+        self._labels = labels
+        self._handle = handle or spec.handle
+        self._image_size = tuple(image_size) if image_size else spec.image_size
+        self._infer = tf.function(net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+
+    @classmethod
+    def from_weights(cls, spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> Module:
+        net = InceptionNet(spec.arch, spec.num_classes, weights)
+        module = cls(spec, lambda x: net(x, training=False), labels=imagenet_labels() if spec.num_classes else None)
+        module.net = net
+        return module
+
+    @classmethod
+    def from_saved_model(cls, path: str | os.PathLike, kind: str | None = None) -> Module:
+        """A TF2 SavedModel written by `inception-hub export` or `finetune`. `kind="feature_vector"`
+        runs its `image_feature_vector` signature instead of its main output."""
+        from .export import read_metadata
+
+        meta = read_metadata(path)
+        if meta["format"] != "tf2_saved_model":
+            raise InputError(f"{path} is a TF1 Hub module: load it with tensorflow_hub.load(path, tags=[])")
+        spec = ModelSpec(meta["architecture"], meta["kind"], meta["version"])
+        labels = tuple(meta["labels"]) if meta.get("labels") else None
+        loaded = tf.saved_model.load(str(path))
+        if kind == "feature_vector" and spec.kind != "feature_vector":
+            if "image_feature_vector" not in loaded.signatures:
+                raise InputError(f"{path} has no image_feature_vector signature")
+            signature = loaded.signatures["image_feature_vector"]
+            spec = dataclasses.replace(spec, kind="feature_vector")
+            fn = lambda x: signature(images=x)["default"]  # noqa: E731
+            labels = None
+        else:
+            fn = lambda x: loaded(x, training=False)  # noqa: E731
+        module = cls(spec, fn, labels=labels, handle=str(path), image_size=meta["default_image_size"])
+        module.loaded = loaded
+        return module
 
     @property
     def handle(self) -> str:
-        return self.spec.handle
+        return self._handle
 
     @property
     def expected_image_size(self) -> tuple[int, int]:
         """(height, width) the network was trained at; version 1 modules accept only this size."""
-        return self.spec.image_size
+        return self._image_size
 
     @property
     def output_dim(self) -> int:
-        return self.spec.output_dim
+        return len(self._labels) if self._labels else self.spec.output_dim
 
     @property
     def labels(self) -> tuple[str, ...] | None:
-        """The 1001 class names for classification modules ("background" first); None otherwise."""
-        return imagenet_labels() if self.spec.kind == "classification" else None
+        """Class names of a classifier (the 1001 ImageNet ones, "background" first, or a
+        fine-tuned model's own); None for feature vectors."""
+        return self._labels
 
     def __repr__(self) -> str:
         return f"<inception_hub.Module {self.handle} input={self.expected_image_size} output={self.output_dim}>"
@@ -68,9 +112,9 @@ class Module:
 
     def predict(self, images: Any, top: int = 5) -> list[list[Prediction]]:
         """Ranked (index, label, probability) per image, for classification modules."""
-        if self.spec.kind != "classification":
+        if not self.labels:
             raise InputError(f"{self.handle} outputs feature vectors; load a classification handle to predict")
-        return decode_predictions(self(images), top=top)
+        return decode_predictions(self(images), top=top, labels=self.labels)
 
     def check_images(self, images: Any) -> np.ndarray:
         """The input contract, checked up front so mistakes get a message instead of a TF error."""
@@ -135,11 +179,28 @@ def min_image_size(arch: str) -> int:
     return next(s for s in range(1, 1024) if fits(arch, s, s))
 
 
-def load(handle: str, checkpoint: str | os.PathLike | None = None, *, progress: bool = True) -> Module:
+def load(
+    handle: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    kind: str | None = None,
+    progress: bool = True,
+) -> Module:
     """Load a module by handle (`google/imagenet/inception_v1/classification/5`, its tfhub.dev URL,
-    or a short name such as `inception_v1`).
+    or a short name such as `inception_v1`), or a folder written by `export` or `finetune`.
 
     `checkpoint` is a TF-Slim checkpoint file, V2 prefix or the official .tar.gz; without it the
-    cached weights are used, downloaded the first time (see `inception-hub fetch`)."""
-    spec = resolve(handle)
-    return Module(spec, load_weights(spec.arch, checkpoint, progress=progress))
+    cached weights are used, downloaded the first time (see `inception-hub fetch`).
+    `kind="feature_vector"` gives the feature-vector variant of a classification handle."""
+    if is_saved_model(handle):
+        if checkpoint is not None:
+            raise InputError(f"{handle} is a saved module with its own weights; drop the checkpoint argument")
+        return Module.from_saved_model(handle, kind)
+    spec = resolve(os.fspath(handle))
+    if kind and kind != spec.kind:
+        spec = dataclasses.replace(spec, kind=kind)
+    return Module.from_weights(spec, load_weights(spec.arch, checkpoint, progress=progress))
+
+
+def is_saved_model(path: str | os.PathLike) -> bool:
+    return os.path.isfile(os.path.join(os.fspath(path), "saved_model.pb"))

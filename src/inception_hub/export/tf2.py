@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -25,12 +26,12 @@ from ..nets.tf_module import InceptionNet
 IMAGES = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
 
 
-def build_saved_model_root(spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> tf.train.Checkpoint:
+def build_saved_model_root(net: Any) -> tf.train.Checkpoint:
     """The trackable root object of the SavedModel, with its functions traced.
 
-    A plain trackable (not a tf.Module, whose `variables` are computed properties that are not
+    `net` is an InceptionNet, or a fine-tuned classifier with the same interface. The root is a
+    plain trackable (not a tf.Module, whose `variables` are computed properties that are not
     saved): the reusable SavedModel API reads these as attributes of the restored object."""
-    net = InceptionNet(spec.arch, spec.num_classes, weights)
     root = tf.train.Checkpoint()
     root.net = net
 
@@ -46,8 +47,8 @@ def build_saved_model_root(spec: ModelSpec, weights: Mapping[str, np.ndarray]) -
         return tf.add_n(net.regularization_losses())
 
     root.__call__ = call
-    root.variables = list(net.slim_variables.values())
-    root.trainable_variables = [v for v in root.variables if v.trainable]
+    root.variables = list(net.variables)
+    root.trainable_variables = list(net.trainable_variables)
     root.regularization_losses = [weight_decay]
     return root
 
@@ -56,7 +57,7 @@ def signatures(root: tf.train.Checkpoint, spec: ModelSpec) -> dict[str, tf.types
     """Version 5's signatures; version 4 was published without any."""
     if spec.version < 5:
         return {}
-    net: InceptionNet = root.net
+    net = root.net
     main_output = "logits" if spec.kind == "classification" else "feature_vector"
 
     @tf.function(input_signature=[IMAGES])
@@ -78,5 +79,9 @@ def signatures(root: tf.train.Checkpoint, spec: ModelSpec) -> dict[str, tf.types
 
 
 def export_tf2(spec: ModelSpec, weights: Mapping[str, np.ndarray], outdir: Path) -> None:
-    root = build_saved_model_root(spec, weights)
+    save_tf2(InceptionNet(spec.arch, spec.num_classes, weights), spec, outdir)
+
+
+def save_tf2(net: Any, spec: ModelSpec, outdir: Path) -> None:
+    root = build_saved_model_root(net)
     tf.saved_model.save(root, str(outdir), signatures=signatures(root, spec))
