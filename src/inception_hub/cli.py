@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    if args.func in (cmd_classify, cmd_embed, cmd_fetch, cmd_export, cmd_serve_hub, cmd_finetune):
+    if args.func in (cmd_classify, cmd_embed, cmd_fetch, cmd_export, cmd_serve_hub, cmd_finetune, cmd_serve):
         from .quiet import import_tensorflow
 
         import_tensorflow()  # TensorFlow's start-up banners are not for CLI users
@@ -101,6 +101,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint", metavar="PATH", help="TF-Slim checkpoint for the backbone")
     t.add_argument("--no-progress", dest="progress", action="store_false")
     t.set_defaults(func=cmd_finetune)
+
+    v = sub.add_parser("serve", help="a TensorFlow-Serving-compatible REST and gRPC server with dynamic batching")
+    v.add_argument(
+        "--models",
+        default="inception_v1",
+        help="comma-separated handles, short names or exported/fine-tuned folders (default inception_v1)",
+    )
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8501, help="REST port (0: any free port)")
+    v.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (0: any free port, -1: no gRPC)")
+    v.add_argument("--max-batch", type=_positive, default=32, help="most images per model execution")
+    v.add_argument("--batch-timeout-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    v.add_argument("--workers", type=_positive, default=1, help="model executions running at once")
+    v.add_argument("--max-queue", type=_positive, default=512, help="images waiting per model before 429")
+    v.add_argument("--max-images", type=_positive, default=64, help="images per request")
+    v.add_argument("--max-body-mb", type=float, default=64.0, help="request body limit")
+    v.add_argument("--max-pixels", type=_positive, default=40_000_000, help="decoded pixels per image")
+    v.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take, queueing included")
+    v.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="ARCH=PATH",
+        help="weights for ARCH instead of the cached release (repeatable)",
+    )
+    v.set_defaults(func=cmd_serve)
 
     h = sub.add_parser("serve-hub", help="serve the modules over HTTP the way tfhub.dev did, for hub.KerasLayer(url)")
     h.add_argument("--port", type=int, default=8008)
@@ -305,15 +331,45 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve_hub(args: argparse.Namespace) -> int:
-    from .hub_server import ModuleStore, make_server
-
+def _arch_checkpoints(items: list[str]) -> dict[str, str]:
     checkpoints = {}
-    for item in args.checkpoint:
+    for item in items:
         arch, sep, path = item.partition("=")
         if not sep or not path:
             raise InceptionHubError(f"--checkpoint takes ARCH=PATH, e.g. inception_v1=/data/v1.ckpt: {item!r}")
         checkpoints[resolve(arch).arch] = path
+    return checkpoints
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import Limits, serve
+
+    limits = Limits(
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        max_images=args.max_images,
+        max_pixels=args.max_pixels,
+        timeout_s=args.timeout,
+        max_queue=args.max_queue,
+    )
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    serve(
+        models,
+        host=args.host,
+        port=args.port,
+        grpc_port=None if args.grpc_port < 0 else args.grpc_port,
+        max_batch=args.max_batch,
+        batch_timeout_ms=args.batch_timeout_ms,
+        workers=args.workers,
+        limits=limits,
+        checkpoints=_arch_checkpoints(args.checkpoint),
+    )
+    return 0
+
+
+def cmd_serve_hub(args: argparse.Namespace) -> int:
+    from .hub_server import ModuleStore, make_server
+
+    checkpoints = _arch_checkpoints(args.checkpoint)
     server = make_server(args.host, args.port, ModuleStore(checkpoints), quiet=args.quiet)
     host, port = server.server_address[:2]
     print(f"serving modules on http://{host}:{port}/ (e.g. http://{host}:{port}/{all_specs()[0].handle})", flush=True)

@@ -1,0 +1,232 @@
+"""The serving core both protocols share: model lookup, input checks, limits, batching, metrics.
+
+REST and gRPC only translate their wire formats into `predict` calls and `ServingError`s back
+into status codes, so both behave the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..errors import ImageDecodeError
+from ..images import decode_image, preprocess
+from .batcher import Batcher, Overloaded, ShuttingDown
+from .models import ServedModel, Signature
+
+
+class ServingError(Exception):
+    """An error with its REST status and gRPC code."""
+
+    http_status = 500
+    grpc_code = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(ServingError):
+    http_status, grpc_code = 404, "NOT_FOUND"
+
+
+class InvalidArgument(ServingError):
+    http_status, grpc_code = 400, "INVALID_ARGUMENT"
+
+
+class TooLarge(ServingError):
+    http_status, grpc_code = 413, "INVALID_ARGUMENT"
+
+
+class ResourceExhausted(ServingError):
+    http_status, grpc_code = 429, "RESOURCE_EXHAUSTED"
+
+
+class DeadlineExceeded(ServingError):
+    http_status, grpc_code = 504, "DEADLINE_EXCEEDED"
+
+
+class Unavailable(ServingError):
+    http_status, grpc_code = 503, "UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server."""
+
+    max_body_bytes: int = 64 << 20
+    max_images: int = 64  # per request
+    max_pixels: int = 40_000_000  # per decoded image: decompression bombs stop here
+    timeout_s: float = 30.0  # per request, queueing included
+    max_queue: int = 512  # images waiting per model output, beyond which requests get 429
+
+
+class Metrics:
+    """Prometheus metrics in a registry of the server's own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "inception_hub_requests",
+            "Requests by protocol, model and result code",
+            ["protocol", "model", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "inception_hub_request_latency_seconds",
+            "Request latency",
+            ["protocol"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.batch_size = Histogram(
+            "inception_hub_batch_size",
+            "Images per model execution",
+            ["model"],
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
+        self.queue_depth = Gauge(
+            "inception_hub_queue_depth", "Images waiting to be batched", ["model"], registry=self.registry
+        )
+
+
+class ServingCore:
+    def __init__(
+        self,
+        models: list[ServedModel],
+        *,
+        max_batch: int = 32,
+        batch_timeout_ms: float = 5.0,
+        workers: int = 1,
+        limits: Limits | None = None,
+    ) -> None:
+        self.models = {m.name: m for m in models}
+        self.max_batch = max_batch
+        self.batch_timeout_ms = batch_timeout_ms
+        self.workers = workers
+        self.limits = limits or Limits()
+        self.metrics = Metrics()
+        self.inference = ThreadPoolExecutor(workers, thread_name_prefix="inference")
+        self.decoding = ThreadPoolExecutor(2, thread_name_prefix="decode")
+        self.batchers: dict[tuple[str, str], Batcher] = {}
+        self.draining = False
+
+    async def start(self) -> None:
+        """Create the batchers on the running event loop."""
+        for model in self.models.values():
+            for output, fn in model.compute.items():
+                self.batchers[model.name, output] = Batcher(
+                    fn,
+                    self.inference,
+                    max_batch=self.max_batch,
+                    timeout_ms=self.batch_timeout_ms,
+                    max_queue=self.limits.max_queue,
+                    workers=self.workers,
+                    on_batch=self.metrics.batch_size.labels(model.name).observe,
+                )
+            self.metrics.queue_depth.labels(model.name).set_function(
+                lambda name=model.name: sum(b.queue_depth for (m, _), b in self.batchers.items() if m == name)
+            )
+
+    async def close(self) -> None:
+        """Graceful shutdown: refuse new requests, finish queued and in-flight ones."""
+        self.draining = True
+        await asyncio.gather(*(b.close() for b in self.batchers.values()))
+        self.inference.shutdown(wait=True)
+        self.decoding.shutdown(wait=True)
+
+    # Lookups ------------------------------------------------------------------------------------
+
+    def model(self, name: str, version: str | int | None = None) -> ServedModel:
+        model = self.models.get(name)
+        if model is None:
+            raise NotFound(
+                f"Servable not found for request: Latest({name})"
+                if version is None
+                else f"Servable not found for request: Specific({name}, {version})"
+            )
+        if version not in (None, "", 0) and str(version) != str(model.version):
+            raise NotFound(f"Servable not found for request: Specific({name}, {version})")
+        return model
+
+    def signature(self, model: ServedModel, name: str | None) -> Signature:
+        name = name or "serving_default"
+        sig = model.signatures.get(name)
+        if sig is None:
+            raise InvalidArgument(
+                f"model {model.name} has no signature {name!r}; it has {', '.join(sorted(model.signatures))}"
+            )
+        return sig
+
+    # Inputs -------------------------------------------------------------------------------------
+
+    def check_array(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == object or x.ndim != 4 or x.shape[-1] != 3:
+            raise InvalidArgument(
+                f"images must be float arrays of shape [height, width, 3] per instance "
+                f"([N, H, W, 3] in all), got shape {list(x.shape)}"
+            )
+        if not 1 <= len(x) <= self.limits.max_images:
+            raise InvalidArgument(f"a request holds 1 to {self.limits.max_images} images, got {len(x)}")
+        if x.shape[1] * x.shape[2] > self.limits.max_pixels or min(x.shape[1:3]) < 1:
+            raise InvalidArgument(f"image size {x.shape[1]}x{x.shape[2]} is outside the accepted range")
+        x = x.astype(np.float32, copy=False)
+        if not np.isfinite(x).all():
+            raise InvalidArgument("images contain NaN or infinite values")
+        if x.min() < -1e-3 or x.max() > 1 + 1e-3:
+            raise InvalidArgument(f"image values must be in [0, 1], got [{x.min():.3g}, {x.max():.3g}]")
+        return x
+
+    async def decode(self, model: ServedModel, encoded: list[bytes]) -> np.ndarray:
+        """Decode JPEG/PNG bytes and apply the eval preprocessing, off the event loop."""
+        if not 1 <= len(encoded) <= self.limits.max_images:
+            raise InvalidArgument(f"a request holds 1 to {self.limits.max_images} images, got {len(encoded)}")
+        loop = asyncio.get_running_loop()
+
+        def one(data: bytes) -> np.ndarray:
+            return preprocess(decode_image(data, max_pixels=self.limits.max_pixels), model.image_size)
+
+        try:
+            images = await asyncio.gather(*(loop.run_in_executor(self.decoding, one, d) for d in encoded))
+        except ImageDecodeError as e:
+            raise InvalidArgument(f"cannot decode image: {e.reason}") from None
+        return np.stack(images)
+
+    @staticmethod
+    def b64(value: str) -> bytes:
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise InvalidArgument("a b64 value is not valid base64") from None
+
+    # Prediction ---------------------------------------------------------------------------------
+
+    async def predict(self, model: ServedModel, sig: Signature, images: np.ndarray) -> np.ndarray:
+        if self.draining:
+            raise Unavailable("the server is shutting down")
+        x = self.check_array(images)
+        if not model.module.spec.variable_size and tuple(x.shape[1:3]) != model.image_size:
+            raise InvalidArgument(f"model {model.name} takes {model.image_size[0]}x{model.image_size[1]} images")
+        batcher = self.batchers[model.name, sig.output]
+        try:
+            return await asyncio.wait_for(batcher.submit(x), self.limits.timeout_s)
+        except Overloaded as e:
+            raise ResourceExhausted(str(e)) from None
+        except ShuttingDown as e:
+            raise Unavailable(str(e)) from None
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"no result within {self.limits.timeout_s:g}s") from None
+        except ValueError as e:  # the module's own input checks (e.g. too small for the network)
+            raise InvalidArgument(str(e)) from None
+
+    def observe(self, protocol: str, model: str, code: str, started: float) -> None:
+        self.metrics.requests.labels(protocol, model, code).inc()
+        self.metrics.latency.labels(protocol).observe(time.perf_counter() - started)

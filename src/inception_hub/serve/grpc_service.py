@@ -1,0 +1,139 @@
+"""TensorFlow Serving's gRPC API: PredictionService (Predict, GetModelMetadata) and
+ModelService (GetModelStatus), with the protos of the tensorflow-serving-api package, so its
+stubs work unchanged.
+
+`images` is a DT_FLOAT tensor `[N, H, W, 3]` in [0, 1], or a DT_STRING tensor `[N]` of encoded
+JPEG/PNG images.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from .core import InvalidArgument, ServingCore, ServingError
+from .models import ServedModel
+
+INPUT = "images"
+
+
+def _abort_code(e: ServingError) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, e.grpc_code)
+
+
+def signature_def_map(model: ServedModel) -> meta_graph_pb2.SignatureDef:
+    h, w = model.image_size if not model.module.spec.variable_size else (-1, -1)
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    for name, sig in model.signatures.items():
+        d = sig_map.signature_def[name]
+        d.method_name = "tensorflow/serving/predict"
+        i = d.inputs[INPUT]
+        i.name, i.dtype = f"{INPUT}:0", types_pb2.DT_FLOAT
+        for size in (-1, h, w, 3):
+            i.tensor_shape.dim.add(size=size)
+        o = d.outputs[sig.output_key]
+        o.name, o.dtype = f"{sig.output_key}:0", types_pb2.DT_FLOAT
+        for size in (-1, model.output_dim(sig.output)):
+            o.tensor_shape.dim.add(size=size)
+    return sig_map
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, core: ServingCore) -> None:
+        self.core = core
+
+    async def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:  # noqa: N802
+        core = self.core
+        started = time.perf_counter()
+        name = request.model_spec.name
+        label = name if name in core.models else "unknown"
+        code = "OK"
+        try:
+            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+            model = core.model(name, version)
+            sig = core.signature(model, request.model_spec.signature_name)
+            if set(request.inputs) != {INPUT}:
+                raise InvalidArgument(f"expected one input named {INPUT!r}, got {sorted(request.inputs)}")
+            x = await self._images(model, request.inputs[INPUT])
+            out = await core.predict(model, sig, x)
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = model.name
+            response.model_spec.version.value = model.version
+            response.model_spec.signature_name = sig.name
+            response.outputs[sig.output_key].CopyFrom(tf.make_tensor_proto(out.astype(np.float32)))
+            return response
+        except ServingError as e:
+            code = e.grpc_code
+            await context.abort(_abort_code(e), e.message)
+        finally:
+            core.observe("grpc", label, code, started)
+
+    async def _images(self, model: ServedModel, proto) -> np.ndarray:
+        if proto.dtype == types_pb2.DT_STRING:
+            if len(proto.tensor_shape.dim) > 1:
+                raise InvalidArgument("encoded images must be a 1-D DT_STRING tensor")
+            return await self.core.decode(model, list(proto.string_val))
+        if proto.dtype not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF):
+            raise InvalidArgument("images must be DT_FLOAT [N, H, W, 3] in [0, 1] or DT_STRING encoded images")
+        dims = [d.size for d in proto.tensor_shape.dim]
+        if len(dims) != 4 or any(d < 0 for d in dims) or int(np.prod(dims)) > 64 * self.core.limits.max_pixels:
+            raise InvalidArgument(f"images must have shape [N, H, W, 3], got {dims}")
+        try:
+            return tf.make_ndarray(proto)
+        except (ValueError, TypeError) as e:
+            raise InvalidArgument(f"malformed tensor: {e}") from None
+
+    async def GetModelMetadata(self, request, context):  # noqa: N802
+        try:
+            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+            model = self.core.model(request.model_spec.name, version)
+            if set(request.metadata_field) - {"signature_def"}:
+                raise InvalidArgument("only metadata_field 'signature_def' is available")
+        except ServingError as e:
+            await context.abort(_abort_code(e), e.message)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = model.name
+        response.model_spec.version.value = model.version
+        response.metadata["signature_def"].Pack(signature_def_map(model))
+        return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, core: ServingCore) -> None:
+        self.core = core
+
+    async def GetModelStatus(self, request, context):  # noqa: N802
+        try:
+            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+            model = self.core.model(request.model_spec.name, version)
+        except ServingError as e:
+            await context.abort(_abort_code(e), e.message)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        status = response.model_version_status.add()
+        status.version = model.version
+        state = get_model_status_pb2.ModelVersionStatus.State
+        status.state = state.UNLOADING if self.core.draining else state.AVAILABLE
+        return response
+
+
+def make_grpc_server(core: ServingCore, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    limit = core.limits.max_body_bytes
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    return server, bound

@@ -1,0 +1,222 @@
+"""TensorFlow Serving's REST API (api_rest.md) on aiohttp, plus /healthz, /metrics, /openapi.json.
+
+- `GET /v1/models/{name}[/versions/{v}]`: model status.
+- `GET /v1/models/{name}[/versions/{v}]/metadata`: signatures.
+- `POST /v1/models/{name}[/versions/{v}]:predict`: `{"signature_name": ..., "instances": [...]}`
+  (row format, answered with `predictions`) or `{"inputs": ...}` (columnar, answered with
+  `outputs`). An image is a `[H][W][3]` float list in [0, 1], `{"b64": "<JPEG or PNG>"}`, or either
+  under the input name: `{"images": ...}`.
+Errors are `{"error": "..."}` with a 4xx status; a 5xx would be a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .core import InvalidArgument, ServingCore, ServingError, TooLarge
+from .models import ServedModel
+
+INPUT = "images"
+CORE = web.AppKey("core", ServingCore)
+NAME = r"{name:[^/:]+}"
+VERSION = r"{version:[^/:]+}"
+
+
+def make_app(core: ServingCore) -> web.Application:
+    app = web.Application(client_max_size=core.limits.max_body_bytes, middlewares=[errors_as_json])
+    app[CORE] = core
+    r = app.router
+    for prefix in (f"/v1/models/{NAME}", f"/v1/models/{NAME}/versions/{VERSION}"):
+        r.add_get(prefix, status)
+        r.add_get(prefix + "/metadata", metadata)
+        r.add_post(prefix + ":predict", predict)
+    r.add_get("/healthz", healthz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/openapi.json", openapi)
+    return app
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ServingError as e:
+        return web.json_response({"error": e.message}, status=e.http_status)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CORE].limits.max_body_bytes
+        return web.json_response({"error": f"request body larger than {limit} bytes"}, status=413)
+    except web.HTTPException as e:
+        if e.status >= 400:
+            return web.json_response({"error": e.reason}, status=e.status)
+        raise
+
+
+def _model(request: web.Request) -> ServedModel:
+    core: ServingCore = request.app[CORE]
+    return core.model(request.match_info["name"], request.match_info.get("version"))
+
+
+async def status(request: web.Request) -> web.Response:
+    model = _model(request)
+    state = "UNLOADING" if request.app[CORE].draining else "AVAILABLE"
+    return web.json_response(
+        {
+            "model_version_status": [
+                {"version": str(model.version), "state": state, "status": {"error_code": "OK", "error_message": ""}}
+            ]
+        }
+    )
+
+
+def signature_def_json(model: ServedModel) -> dict[str, Any]:
+    """The signatures as TF Serving's metadata JSON renders SignatureDefs."""
+    h, w = model.image_size if not model.module.spec.variable_size else (-1, -1)
+    out = {}
+    for name, sig in model.signatures.items():
+        dim = model.output_dim(sig.output)
+        out[name] = {
+            "inputs": {
+                INPUT: {
+                    "dtype": "DT_FLOAT",
+                    "tensor_shape": {
+                        "dim": [
+                            {"size": "-1", "name": ""},
+                            {"size": str(h), "name": ""},
+                            {"size": str(w), "name": ""},
+                            {"size": "3", "name": ""},
+                        ],
+                        "unknown_rank": False,
+                    },
+                    "name": f"{INPUT}:0",
+                }
+            },
+            "outputs": {
+                sig.output_key: {
+                    "dtype": "DT_FLOAT",
+                    "tensor_shape": {
+                        "dim": [{"size": "-1", "name": ""}, {"size": str(dim), "name": ""}],
+                        "unknown_rank": False,
+                    },
+                    "name": f"{sig.output_key}:0",
+                }
+            },
+            "method_name": "tensorflow/serving/predict",
+        }
+    return out
+
+
+async def metadata(request: web.Request) -> web.Response:
+    model = _model(request)
+    return web.json_response(
+        {
+            "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
+            "metadata": {"signature_def": {"signature_def": signature_def_json(model)}},
+        }
+    )
+
+
+async def predict(request: web.Request) -> web.Response:
+    core: ServingCore = request.app[CORE]
+    started = time.perf_counter()
+    name = request.match_info["name"]
+    label = name if name in core.models else "unknown"
+    code = "OK"
+    try:
+        model = _model(request)
+        body = await _json_body(request)
+        sig = core.signature(model, body.get("signature_name"))
+        columnar, images = _instances(body)
+        x = await _images(core, model, images)
+        out = await core.predict(model, sig, x)
+        key = "outputs" if columnar else "predictions"
+        return web.json_response({key: out.tolist()}, dumps=_dumps)
+    except ServingError as e:
+        code = e.grpc_code
+        raise
+    finally:
+        core.observe("rest", label, code, started)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+async def _json_body(request: web.Request) -> dict:
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise InvalidArgument(f"the body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument('the body must be a JSON object with "instances" or "inputs"')
+    return body
+
+
+def _instances(body: dict) -> tuple[bool, list]:
+    """(columnar?, one entry per image) from either request format."""
+    if ("instances" in body) == ("inputs" in body):
+        raise InvalidArgument('the body must have exactly one of "instances" (row format) or "inputs" (columnar)')
+    if "signature_name" in body and not isinstance(body["signature_name"], str):
+        raise InvalidArgument("signature_name must be a string")
+    if "instances" in body:
+        items = body["instances"]
+        if not isinstance(items, list):
+            raise InvalidArgument('"instances" must be a list')
+        return False, [_unwrap(i) for i in items]
+    inputs = body["inputs"]
+    if isinstance(inputs, dict) and set(inputs) == {INPUT}:
+        inputs = inputs[INPUT]
+    if isinstance(inputs, dict) and set(inputs) == {"b64"}:
+        inputs = [inputs]
+    if not isinstance(inputs, list):
+        raise InvalidArgument(f'"inputs" must be a list of images or {{"{INPUT}": [...]}}')
+    return True, inputs
+
+
+def _unwrap(instance: Any) -> Any:
+    if isinstance(instance, dict) and set(instance) == {INPUT}:
+        return instance[INPUT]
+    return instance
+
+
+async def _images(core: ServingCore, model: ServedModel, items: list) -> np.ndarray:
+    if not items:
+        raise InvalidArgument("no images in the request")
+    if len(items) > core.limits.max_images:
+        raise TooLarge(f"a request holds at most {core.limits.max_images} images, got {len(items)}")
+    encoded = [isinstance(i, dict) and set(i) == {"b64"} and isinstance(i["b64"], str) for i in items]
+    if all(encoded):
+        return await core.decode(model, [core.b64(i["b64"]) for i in items])
+    if any(encoded) or any(isinstance(i, dict) for i in items):
+        raise InvalidArgument(f'each image must be a [H][W][3] list of floats, {{"b64": "..."}} or {{"{INPUT}": ...}}')
+    try:
+        with np.errstate(over="ignore"):  # out-of-range numbers become inf and are refused as such
+            x = np.asarray(items, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidArgument("images must be equally sized [H][W][3] lists of numbers") from None
+    return x
+
+
+async def healthz(request: web.Request) -> web.Response:
+    core: ServingCore = request.app[CORE]
+    if core.draining:
+        return web.json_response({"status": "draining"}, status=503)
+    return web.json_response({"status": "ok", "models": sorted(core.models)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    core: ServingCore = request.app[CORE]
+    body = generate_latest(core.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    text = resources.files("inception_hub").joinpath("serve/openapi.json").read_text()
+    return web.Response(text=text, content_type="application/json")

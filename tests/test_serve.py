@@ -1,0 +1,382 @@
+"""The TF-Serving-compatible server: REST and gRPC against the module API, batching, limits,
+backpressure, graceful shutdown, metrics, and a fuzz test that finds no 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+import inception_hub
+from conftest import IMAGES, reference
+from inception_hub.images import load_image
+from inception_hub.serve import Limits, ServingCore, build, run_server
+
+GRACE = IMAGES / "grace_hopper.jpg"
+SAMPLES = sorted((IMAGES / "imagenet-sample").glob("*.JPEG"))[:6]
+
+
+class Running:
+    """A server on loopback in a background thread with its own event loop."""
+
+    def __init__(self, models, **kwargs):
+        self.core = ServingCore(models, **{k: v for k, v in kwargs.items() if k != "grpc"})
+        self.loop = asyncio.new_event_loop()
+        self.stop = None
+        self.ports = None
+        ready = threading.Event()
+
+        def serve():
+            asyncio.set_event_loop(self.loop)
+            self.stop = asyncio.Event()
+
+            def on_ready(rest, grpc_port):
+                self.ports = (rest, grpc_port)
+                ready.set()
+
+            self.loop.run_until_complete(
+                run_server(self.core, "127.0.0.1", 0, 0 if kwargs.get("grpc", True) else None, on_ready, self.stop)
+            )
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        assert ready.wait(60), "server did not start"
+        self.url = f"http://127.0.0.1:{self.ports[0]}"
+        self.grpc = f"127.0.0.1:{self.ports[1]}"
+
+    def shutdown(self):
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(60)
+
+
+def http(method, url, body=None):
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def b64(path):
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def models(checkpoints):
+    ckpt = str(checkpoints["inception_v1", "v2"])
+    return [build("inception_v1", ckpt), build("inception_v1/feature_vector", ckpt)]
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    s = Running(models, max_batch=8, batch_timeout_ms=20, workers=1)
+    yield s
+    s.shutdown()
+
+
+@pytest.fixture(scope="module")
+def clf(checkpoints):
+    return inception_hub.load("inception_v1", checkpoint=checkpoints["inception_v1", "v1"])
+
+
+def test_rest_status_and_metadata(server):
+    status, body = http("GET", f"{server.url}/v1/models/inception_v1")
+    assert status == 200
+    assert json.loads(body) == {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
+    assert http("GET", f"{server.url}/v1/models/inception_v1/versions/1")[0] == 200
+    assert http("GET", f"{server.url}/v1/models/inception_v1/versions/2")[0] == 404
+    status, body = http("GET", f"{server.url}/v1/models/inception_v1_feature_vector/metadata")
+    sigs = json.loads(body)["metadata"]["signature_def"]["signature_def"]
+    assert set(sigs) == {"serving_default", "image_feature_vector"}
+    assert sigs["serving_default"]["outputs"]["feature_vector"]["tensor_shape"]["dim"][1]["size"] == "1024"
+    status, body = http("GET", f"{server.url}/v1/models/resnet")
+    assert status == 404 and "Servable not found" in json.loads(body)["error"]
+
+
+def test_rest_predictions_match_the_module(server, clf):
+    ref = reference("inception_v1", "224x224")
+    x = ref["inputs_u8"][:3].astype(np.float32) / 255
+    status, body = http("POST", f"{server.url}/v1/models/inception_v1:predict", {"instances": x.tolist()})
+    assert status == 200
+    np.testing.assert_allclose(json.loads(body)["predictions"], ref["logits"][:3], atol=1e-4)
+    # Columnar, named input, and another signature.
+    status, body = http(
+        "POST",
+        f"{server.url}/v1/models/inception_v1/versions/1:predict",
+        {"signature_name": "image_feature_vector", "inputs": {"images": x[:2].tolist()}},
+    )
+    np.testing.assert_allclose(json.loads(body)["outputs"], ref["feature_vector"][:2], atol=1e-4)
+    # Encoded images are decoded and preprocessed server-side, as the CLI does.
+    status, body = http(
+        "POST",
+        f"{server.url}/v1/models/inception_v1:predict",
+        {
+            "signature_name": "image_classification",
+            "instances": [{"images": {"b64": b64(GRACE)}}, {"images": {"b64": b64(SAMPLES[0])}}],
+        },
+    )
+    expect = clf(np.stack([load_image(GRACE, (224, 224)), load_image(SAMPLES[0], (224, 224))]))
+    assert status == 200
+    np.testing.assert_allclose(json.loads(body)["predictions"], expect, atol=1e-4)
+
+
+def test_grpc_with_the_tensorflow_serving_stubs(server, checkpoints):
+    channel = grpc.insecure_channel(server.grpc)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    ref = reference("inception_v1", "224x224")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "inception_v1"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(ref["inputs_u8"][:2].astype(np.float32) / 255))
+    response = stub.Predict(request, timeout=120)
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["logits"]), ref["logits"][:2], atol=1e-4)
+    assert response.model_spec.signature_name == "serving_default" and response.model_spec.version.value == 1
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "inception_v1_feature_vector"
+    request.model_spec.signature_name = "image_feature_vector"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto([GRACE.read_bytes()]))
+    features = tf.make_ndarray(stub.Predict(request, timeout=120).outputs["default"])
+    fv = inception_hub.load("inception_v1/feature_vector", checkpoint=checkpoints["inception_v1", "v1"])
+    np.testing.assert_allclose(features, fv(load_image(GRACE, (224, 224))[None]), atol=1e-4)
+
+    meta = get_model_metadata_pb2.GetModelMetadataRequest()
+    meta.model_spec.name = "inception_v1"
+    meta.metadata_field.append("signature_def")
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    stub.GetModelMetadata(meta, timeout=30).metadata["signature_def"].Unpack(sig_map)
+    assert set(sig_map.signature_def) == {"serving_default", "image_classification", "image_feature_vector"}
+    assert [d.size for d in sig_map.signature_def["serving_default"].outputs["logits"].tensor_shape.dim] == [-1, 1001]
+
+    status = get_model_status_pb2.GetModelStatusRequest()
+    status.model_spec.name = "inception_v1"
+    answer = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status, timeout=30)
+    assert answer.model_version_status[0].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+
+    for name, sig, tensor, code in [
+        ("nope", "", np.zeros((1, 224, 224, 3), np.float32), grpc.StatusCode.NOT_FOUND),
+        ("inception_v1", "bogus", np.zeros((1, 224, 224, 3), np.float32), grpc.StatusCode.INVALID_ARGUMENT),
+        ("inception_v1", "", np.zeros((1, 224, 224), np.float32), grpc.StatusCode.INVALID_ARGUMENT),
+        ("inception_v1", "", np.full((1, 8, 8, 3), np.nan, np.float32), grpc.StatusCode.INVALID_ARGUMENT),
+        ("inception_v1", "", [b"not an image"], grpc.StatusCode.INVALID_ARGUMENT),
+    ]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = name, sig
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(tensor))
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Predict(request, timeout=30)
+        assert e.value.code() == code, e.value.details()
+
+
+def batch_counts(server, model="inception_v1"):
+    """(executions, images) so far, from the Prometheus endpoint."""
+    text = http("GET", f"{server.url}/metrics")[1].decode()
+    values = {}
+    for line in text.splitlines():
+        for key in ("count", "sum"):
+            if line.startswith(f'inception_hub_batch_size_{key}{{model="{model}"}}'):
+                values[key] = float(line.split()[-1])
+    return values["count"], values["sum"]
+
+
+def test_concurrent_requests_are_batched(server, clf):
+    x = reference("inception_v1", "224x224")["inputs_u8"][:8].astype(np.float32) / 255
+    runs_before, images_before = batch_counts(server)
+
+    def one(i):
+        status, body = http(
+            "POST", f"{server.url}/v1/models/inception_v1:predict", {"instances": x[i : i + 1].tolist()}
+        )
+        assert status == 200
+        return np.array(json.loads(body)["predictions"][0])
+
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(one, range(8)))
+    np.testing.assert_allclose(np.stack(outs), clf(x), atol=1e-4)  # each request got its own row back
+    runs, images = batch_counts(server)
+    assert images - images_before == 8
+    assert runs - runs_before < 8  # eight requests, fewer model executions
+
+
+MALFORMED = [
+    b"",
+    b"{",
+    b"[]",
+    b"null",
+    b'"x"',
+    b"{}",
+    b'{"instances": 5}',
+    b'{"instances": []}',
+    b'{"inputs": {"x": 1}}',
+    b'{"instances": [], "inputs": []}',
+    b'{"instances": [[1, 2, 3]]}',
+    b'{"instances": [[[[0.1, 0.2]]]]}',
+    b'{"instances": [[[[0.1, 0.2, 0.3]]], [[[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]]]]}',
+    b'{"instances": [[[[NaN, 0, 0]]]]}',
+    b'{"instances": [[[[1e308, 0, 0]]]]}',
+    b'{"instances": [[[[2, 0, 0]]]]}',
+    b'{"instances": [[[["a", 0, 0]]]]}',
+    b'{"instances": [{"b64": "!!!"}]}',
+    b'{"instances": [{"b64": "aGVsbG8="}]}',
+    b'{"instances": [{"b64": 5}]}',
+    b'{"instances": [{"b64": "aGVsbG8="}, [[[0, 0, 0]]]]}',
+    b'{"signature_name": 3, "instances": [[[[0, 0, 0]]]]}',
+    b'{"signature_name": "nope", "instances": [[[[0, 0, 0]]]]}',
+    b'{"instances": [{"images": {"b64": ""}}]}',
+    b"\xff\xfe\x00",
+    b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+]
+
+
+@pytest.mark.parametrize("body", MALFORMED)
+def test_malformed_requests_get_4xx_with_an_error(server, body):
+    status, answer = http("POST", f"{server.url}/v1/models/inception_v1:predict", body)
+    assert 400 <= status < 500, (status, answer)
+    assert "error" in json.loads(answer)
+
+
+def test_limits(models):
+    s = Running(models[:1], limits=Limits(max_body_bytes=200_000, max_images=2, max_pixels=100_000), grpc=False)
+    try:
+        url = f"{s.url}/v1/models/inception_v1:predict"
+        status, body = http("POST", url, {"instances": np.zeros((1, 224, 224, 3)).tolist()})
+        assert status == 413 and "larger than 200000 bytes" in json.loads(body)["error"]
+        small = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(small, "PNG")
+        status, body = http("POST", url, {"instances": [{"b64": base64.b64encode(small.getvalue()).decode()}] * 3})
+        assert status == 413 and "at most 2 images" in json.loads(body)["error"]
+        bomb = io.BytesIO()
+        Image.new("L", (1000, 1000)).save(bomb, "PNG")  # tiny file, a million pixels decoded
+        status, body = http("POST", url, {"instances": [{"b64": base64.b64encode(bomb.getvalue()).decode()}]})
+        assert status == 400 and "too large" in json.loads(body)["error"]
+    finally:
+        s.shutdown()
+
+
+def slow(model, seconds):
+    """The same model with each execution taking at least `seconds`."""
+    import copy
+
+    def slowly(fn):
+        def run(x):
+            time.sleep(seconds)
+            return fn(x)
+
+        return run
+
+    m = copy.copy(model)
+    m.compute = {k: slowly(fn) for k, fn in model.compute.items()}
+    return m
+
+
+def test_backpressure_timeouts_and_graceful_shutdown(models):
+    s = Running(
+        [slow(models[0], 0.5)],
+        max_batch=1,
+        batch_timeout_ms=0,
+        workers=1,
+        limits=Limits(max_queue=2, timeout_s=5.0),
+        grpc=False,
+    )
+    url = f"{s.url}/v1/models/inception_v1:predict"
+    body = {"instances": np.full((1, 64, 64, 3), 0.5).tolist()}
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(lambda _: http("POST", url, body)[0], range(8)))
+    assert 200 in codes and 429 in codes and set(codes) <= {200, 429}, codes
+    text = http("GET", f"{s.url}/metrics")[1].decode()
+    assert 'code="RESOURCE_EXHAUSTED",model="inception_v1",protocol="rest"' in text
+    # Shutdown while requests are in flight: they complete, later ones are refused.
+    with ThreadPoolExecutor(2) as pool:
+        inflight = [pool.submit(http, "POST", url, body) for _ in range(2)]
+        time.sleep(0.2)
+        s.loop.call_soon_threadsafe(s.stop.set)
+        results = [f.result() for f in inflight]
+    s.thread.join(60)
+    assert [r[0] for r in results] == [200, 200]
+    assert not s.thread.is_alive()
+
+
+def test_deadline(models):
+    s = Running([slow(models[0], 1.0)], max_batch=1, limits=Limits(timeout_s=0.3), grpc=False)
+    try:
+        status, body = http(
+            "POST", f"{s.url}/v1/models/inception_v1:predict", {"instances": np.full((1, 32, 32, 3), 0.5).tolist()}
+        )
+        assert status == 504 and "no result within 0.3s" in json.loads(body)["error"]
+    finally:
+        s.shutdown()
+
+
+def test_health_metrics_and_openapi(server):
+    status, body = http("GET", f"{server.url}/healthz")
+    assert status == 200 and json.loads(body)["models"] == ["inception_v1", "inception_v1_feature_vector"]
+    text = http("GET", f"{server.url}/metrics")[1].decode()
+    for name in (
+        "inception_hub_requests_total",
+        "inception_hub_request_latency_seconds_bucket",
+        "inception_hub_batch_size_bucket",
+        "inception_hub_queue_depth",
+    ):
+        assert name in text
+    spec = json.loads(http("GET", f"{server.url}/openapi.json")[1])
+    assert spec["openapi"].startswith("3.") and "/v1/models/{name}:predict" in spec["paths"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=30,
+)
+bodies = st.one_of(
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {}, optional={"instances": json_values, "inputs": json_values, "signature_name": json_values}
+    ).map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=200),
+)
+paths = st.sampled_from(
+    [
+        "/v1/models/inception_v1",
+        "/v1/models/inception_v1/versions/1",
+        "/v1/models/x",
+        "/v1/models/inception_v1/metadata",
+        "/healthz",
+        "/nope",
+        "/v1/models/inception_v1:predict",
+        "/v1/models/inception_v1/versions/7:predict",
+        "/v1/models/:predict",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]), path=paths, body=bodies)
+def test_fuzz_finds_no_5xx(server, method, path, body):
+    status, _ = http(method, server.url + path, body if method in ("POST", "PUT") else None)
+    assert status < 500

@@ -1,0 +1,160 @@
+"""Regenerate src/inception_hub/serve/openapi.json, the published spec of the REST API.
+
+python tools/make_openapi.py
+"""
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "src" / "inception_hub" / "serve" / "openapi.json"
+SIGNATURES = ["serving_default", "image_classification", "image_feature_vector"]
+
+
+def error(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def main() -> None:
+    pixel = {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number", "minimum": 0, "maximum": 1}}
+    floats = {
+        "type": "array",
+        "description": "height x width x 3 floats in [0, 1]",
+        "items": {"type": "array", "items": pixel},
+    }
+    b64 = {
+        "type": "object",
+        "required": ["b64"],
+        "additionalProperties": False,
+        "properties": {"b64": {"type": "string", "format": "byte", "description": "a JPEG or PNG file, base64"}},
+    }
+    image = {"oneOf": [floats, b64]}
+    instance = {
+        "oneOf": [
+            floats,
+            b64,
+            {"type": "object", "required": ["images"], "additionalProperties": False, "properties": {"images": image}},
+        ]
+    }
+    signature = {"type": "string", "enum": SIGNATURES}
+    body = {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["instances"],
+                "properties": {
+                    "signature_name": signature,
+                    "instances": {"type": "array", "minItems": 1, "items": instance},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "signature_name": signature,
+                    "inputs": {
+                        "oneOf": [
+                            {"type": "array", "minItems": 1, "items": image},
+                            {
+                                "type": "object",
+                                "required": ["images"],
+                                "properties": {"images": {"type": "array", "items": image}},
+                            },
+                        ]
+                    },
+                },
+            },
+        ]
+    }
+    rows = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
+    result = {"type": "object", "properties": {"predictions": rows, "outputs": rows}}
+    status = {
+        "type": "object",
+        "properties": {
+            "model_version_status": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "version": {"type": "string"},
+                        "state": {"type": "string"},
+                        "status": {"type": "object"},
+                    },
+                },
+            }
+        },
+    }
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[^/:]+$"}}
+    version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+    missing = error("unknown model or version")
+    paths = {}
+    for prefix, params in (("/v1/models/{name}", [name]), ("/v1/models/{name}/versions/{version}", [name, version])):
+        paths[prefix] = {
+            "get": {
+                "summary": "Model status",
+                "parameters": params,
+                "responses": {
+                    "200": {"description": "status", "content": {"application/json": {"schema": status}}},
+                    "404": missing,
+                },
+            }
+        }
+        paths[prefix + "/metadata"] = {
+            "get": {
+                "summary": "Signatures",
+                "parameters": params,
+                "responses": {
+                    "200": {
+                        "description": "signature defs",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "404": missing,
+                },
+            }
+        }
+        paths[prefix + ":predict"] = {
+            "post": {
+                "summary": "Logits or feature vectors for images",
+                "parameters": params,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+                "responses": {
+                    "200": {"description": "one row per image", "content": {"application/json": {"schema": result}}},
+                    "400": error("malformed JSON, wrong shape, NaN, values outside [0, 1], undecodable image"),
+                    "404": missing,
+                    "413": error("body or image count over the limit"),
+                    "429": error("queue full: retry later"),
+                    "503": error("shutting down"),
+                    "504": error("timed out"),
+                },
+            }
+        }
+    paths["/healthz"] = {
+        "get": {
+            "summary": "Health",
+            "responses": {"200": {"description": "serving"}, "503": {"description": "draining"}},
+        }
+    }
+    paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}}
+    spec = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "inception-hub serving API",
+            "version": "1",
+            "description": (
+                "TensorFlow Serving's REST API for the Inception modules. An image is float32 [H][W][3] in [0, 1], "
+                'or a base64 JPEG/PNG as {"b64": ...}.'
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}
+        },
+    }
+    OUT.write_text(json.dumps(spec, indent=1) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
