@@ -103,6 +103,12 @@ def test_fine_tuning_through_keras_layer(exported, synth_weights):
         rtol=1e-4,
         atol=1e-5,
     )
+    # A few more steps: training goes on, the head and the backbone keep moving.
+    head_before, w_step1 = model.layers[1].kernel.numpy(), var[f"{name}/weights"].numpy()
+    history = model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+    assert not np.allclose(model.layers[1].kernel.numpy(), head_before)
+    assert not np.allclose(var[f"{name}/weights"].numpy(), w_step1)
 
 
 def test_gradient_tape_persistent(exported):
