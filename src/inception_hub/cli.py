@@ -56,6 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--batch-size", type=_positive, default=32)
         sp.add_argument("--workers", type=_positive, default=None, help="image decoding threads")
         sp.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+        backend_args(sp)
+
+    def backend_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--backend",
+            choices=("tf", "onnxruntime", "openvino"),
+            default=None,
+            help="inference engine (default: the fastest exact one installed)",
+        )
+        sp.add_argument(
+            "--precision",
+            choices=("fp32", "bf16"),
+            default="fp32",
+            help="bf16: faster on OpenVINO, not exact (see README)",
+        )
 
     c = sub.add_parser("classify", help="top-k ImageNet classes for images")
     model_args(c, "inception_v1")
@@ -85,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", "-o", required=True, metavar="OUTDIR", help="where to save the trained model")
     t.add_argument("--epochs", type=_positive, default=10)
     t.add_argument("--batch-size", type=_positive, default=16)
-    t.add_argument("--learning-rate", type=float, default=None, help="default 0.01 (head only) or 0.005 (backbone)")
+    t.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="head rate (default 0.01); the network, if trained, moves at 1/10",
+    )
     t.add_argument("--fine-tune-backbone", action="store_true", help="train the whole network, not just the head")
     t.add_argument("--batch-norm-momentum", type=float, default=0.997)
     t.add_argument("--validation-split", type=float, default=0.2)
@@ -125,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ARCH=PATH",
         help="weights for ARCH instead of the cached release (repeatable)",
+    )
+    v.add_argument(
+        "--backend",
+        choices=("tf", "onnxruntime", "openvino"),
+        default=None,
+        help="inference engine for handles (default: the fastest exact one installed)",
     )
     v.set_defaults(func=cmd_serve)
 
@@ -175,7 +201,9 @@ def _results(args: argparse.Namespace, kind: str | None) -> Iterator:
     args.inputs = len(paths) + len(unmatched)
     if not paths:
         raise InceptionHubError("no images to process" + (f": {', '.join(unmatched)}" if unmatched else ""))
-    module = load(args.model, args.checkpoint, kind=kind, progress=args.progress)
+    module = load(
+        args.model, args.checkpoint, kind=kind, backend=args.backend, precision=args.precision, progress=args.progress
+    )
     if kind is None and not module.labels:
         raise InceptionHubError(f"{module.handle} outputs feature vectors; use `{PROG} embed`")
     args.module = module

@@ -31,7 +31,7 @@ import tensorflow as tf
 from .catalog import ModelSpec, resolve
 from .errors import ImageDecodeError, InceptionHubError
 from .images import IMAGE_EXTENSIONS, decode_image, preprocess
-from .module import Module
+from .module import Module, tf_runner
 from .nets import ARCHITECTURES
 from .nets.layers import DROPOUT_KEEP_PROB, WEIGHT_DECAY
 from .nets.tf_module import InceptionNet
@@ -41,6 +41,7 @@ from .weights import load_weights
 #: the same central 87.5% that evaluation preprocessing keeps.
 CROP_FRACTION = 0.875
 BRIGHTNESS_DELTA = 0.2
+BACKBONE_LR_SCALE = 0.1
 
 
 class DataError(InceptionHubError):
@@ -186,9 +187,13 @@ def train(
     tf.random.set_seed(seed)
     backbone = InceptionNet(spec.arch, None, load_weights(spec.arch, checkpoint, progress=progress))
     net = Classifier(backbone, len(data.classes), seed)
-    variables = list(net.trainable_variables) if fine_tune_backbone else net.head_variables()
-    lr = learning_rate if learning_rate is not None else (0.005 if fine_tune_backbone else 0.01)
-    optimizer = Momentum(variables, lr)
+    lr = learning_rate if learning_rate is not None else 0.01
+    head = net.head_variables()
+    body = [v for v in backbone.trainable_variables] if fine_tune_backbone else []
+    variables = head + body
+    # The pretrained network moves at a tenth of the new head's rate, so the head's early, noisy
+    # gradients do not wash out the features it is learning to read.
+    optimizer = Momentum(variables, [lr] * len(head) + [lr * BACKBONE_LR_SCALE] * len(body))
     momentum = tf.constant(batch_norm_momentum, tf.float32)
 
     @tf.function(reduce_retracing=True)
@@ -259,7 +264,7 @@ def train(
     cls_spec = dataclasses.replace(spec, kind="classification")
     module = Module(
         cls_spec,
-        lambda x: net(x, training=False),
+        tf_runner(lambda x: net(x, training=False)),
         labels=tuple(data.classes),
         handle=f"{model}+finetuned",
         image_size=(size, size),
@@ -340,18 +345,18 @@ def center_crop(images: tf.Tensor, size: int) -> tf.Tensor:
 class Momentum:
     """SGD with momentum 0.9 (make_image_classifier's optimizer), on plain tf.Variables."""
 
-    def __init__(self, variables: list[tf.Variable], learning_rate: float, momentum: float = 0.9) -> None:
+    def __init__(self, variables: list[tf.Variable], learning_rates: list[float], momentum: float = 0.9) -> None:
         self.variables = variables
-        self.lr = learning_rate
+        self.lrs = learning_rates
         self.momentum = momentum
         self.slots = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
 
     def apply(self, grads: list[tf.Tensor]) -> None:
-        for v, s, g in zip(self.variables, self.slots, grads, strict=True):
+        for v, s, lr, g in zip(self.variables, self.slots, self.lrs, grads, strict=True):
             if g is None:
                 continue
             s.assign(self.momentum * s + g)
-            v.assign_sub(self.lr * s)
+            v.assign_sub(lr * s)
 
 
 def snapshot(net: tf.Module) -> list[np.ndarray]:
