@@ -36,25 +36,43 @@ class Module:
     def __init__(
         self,
         spec: ModelSpec,
-        net: Callable[[tf.Tensor], tf.Tensor],
+        infer: Callable[[np.ndarray], np.ndarray],
         *,
         labels: tuple[str, ...] | None,
         handle: str | None = None,
         image_size: tuple[int, int] | None = None,
+        backend: str = "tf",
     ) -> None:
         self.spec = spec
-        self.net = net
+        self.backend = backend
+        self._infer = infer
         self._labels = labels
         self._handle = handle or spec.handle
         self._image_size = tuple(image_size) if image_size else spec.image_size
-        self._infer = tf.function(net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
 
     @classmethod
-    def from_weights(cls, spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> Module:
-        net = InceptionNet(spec.arch, spec.num_classes, weights)
-        module = cls(spec, lambda x: net(x, training=False), labels=imagenet_labels() if spec.num_classes else None)
-        module.net = net
-        return module
+    def from_weights(
+        cls,
+        spec: ModelSpec,
+        weights: Mapping[str, np.ndarray],
+        backend: str = "tf",
+        precision: str = "fp32",
+        source: str | None = None,
+    ) -> Module:
+        """The network on `backend`: "tf", or an inference engine ("onnxruntime", "openvino")
+        running the graph converted from the same definition and weights (`source` names the
+        weights file, to key the converted-model cache)."""
+        labels = imagenet_labels() if spec.num_classes else None
+        if backend == "tf":
+            if precision != "fp32":
+                raise InputError(f"the tf backend runs fp32 only; {precision} needs backend='openvino'")
+            net = InceptionNet(spec.arch, spec.num_classes, weights)
+            module = cls(spec, tf_runner(lambda x: net(x, training=False)), labels=labels)
+            module.net = net
+            return module
+        from .engine import runner
+
+        return cls(spec, runner(spec, weights, backend, precision, source), labels=labels, backend=backend)
 
     @classmethod
     def from_saved_model(cls, path: str | os.PathLike, kind: str | None = None) -> Module:
@@ -73,10 +91,10 @@ class Module:
                 raise InputError(f"{path} has no image_feature_vector signature")
             signature = loaded.signatures["image_feature_vector"]
             spec = dataclasses.replace(spec, kind="feature_vector")
-            fn = lambda x: signature(images=x)["default"]  # noqa: E731
+            fn = tf_runner(lambda x: signature(images=x)["default"])
             labels = None
         else:
-            fn = lambda x: loaded(x, training=False)  # noqa: E731
+            fn = tf_runner(lambda x: loaded(x, training=False))
         module = cls(spec, fn, labels=labels, handle=str(path), image_size=meta["default_image_size"])
         module.loaded = loaded
         return module
@@ -107,7 +125,7 @@ class Module:
         x = self.check_images(images)
         if len(x) == 0:
             return np.zeros((0, self.output_dim), np.float32)
-        outs = [self._infer(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        outs = [self._infer(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return np.concatenate(outs)
 
     def predict(self, images: Any, top: int = 5) -> list[list[Prediction]]:
@@ -164,6 +182,12 @@ class Module:
             )
 
 
+def tf_runner(fn: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy in, numpy out, through one graph traced for any batch and image size."""
+    graph = tf.function(fn, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    return lambda x: graph(tf.constant(x)).numpy()
+
+
 @functools.lru_cache(maxsize=256)
 def fits(arch: str, height: int, width: int) -> bool:
     """Whether the network's VALID convolutions and pools accept this input size."""
@@ -184,6 +208,8 @@ def load(
     checkpoint: str | os.PathLike | None = None,
     *,
     kind: str | None = None,
+    backend: str | None = None,
+    precision: str = "fp32",
     progress: bool = True,
 ) -> Module:
     """Load a module by handle (`google/imagenet/inception_v1/classification/5`, its tfhub.dev URL,
@@ -191,15 +217,25 @@ def load(
 
     `checkpoint` is a TF-Slim checkpoint file, V2 prefix or the official .tar.gz; without it the
     cached weights are used, downloaded the first time (see `inception-hub fetch`).
-    `kind="feature_vector"` gives the feature-vector variant of a classification handle."""
+    `kind="feature_vector"` gives the feature-vector variant of a classification handle.
+
+    `backend`: "tf", "onnxruntime" or "openvino"; the default is the fastest exact (fp32) one
+    installed. `precision="bf16"` (OpenVINO only) is faster and not exact: see the README."""
+    from .engine import choose_backend
+
     if is_saved_model(handle):
         if checkpoint is not None:
             raise InputError(f"{handle} is a saved module with its own weights; drop the checkpoint argument")
+        if backend not in (None, "tf") or precision != "fp32":
+            raise InputError(f"{handle} is a SavedModel: it runs on the tf backend in fp32")
         return Module.from_saved_model(handle, kind)
     spec = resolve(os.fspath(handle))
     if kind and kind != spec.kind:
         spec = dataclasses.replace(spec, kind=kind)
-    return Module.from_weights(spec, load_weights(spec.arch, checkpoint, progress=progress))
+    backend = choose_backend(backend, precision)
+    weights = load_weights(spec.arch, checkpoint, progress=progress)
+    source = str(checkpoint) if checkpoint is not None else None
+    return Module.from_weights(spec, weights, backend, precision, source)
 
 
 def is_saved_model(path: str | os.PathLike) -> bool:

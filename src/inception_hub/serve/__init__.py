@@ -68,6 +68,7 @@ def serve(
     workers: int = 1,
     limits: Limits | None = None,
     checkpoints: dict[str, str] | None = None,
+    backend: str | None = None,
 ) -> None:
     """Load the models and serve them until interrupted."""
     checkpoints = checkpoints or {}
@@ -77,7 +78,7 @@ def serve(
         from ..module import is_saved_model
 
         ckpt = None if is_saved_model(name) else checkpoints.get(resolve(name).arch)
-        served.append(build(name, ckpt))
+        served.append(build(name, ckpt, backend))
     core = ServingCore(served, max_batch=max_batch, batch_timeout_ms=batch_timeout_ms, workers=workers, limits=limits)
 
     def ready(rest_port: int, bound: int | None) -> None:

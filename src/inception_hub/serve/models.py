@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..module import Module, is_saved_model, load
+from ..module import Module, is_saved_model, load, tf_runner
 
 LOGITS, FEATURES = "logits", "feature_vector"
 
@@ -50,7 +50,7 @@ class ServedModel:
         return self.compute_dims[FEATURES]
 
 
-def build(name_or_path: str, checkpoint: str | None = None) -> ServedModel:
+def build(name_or_path: str, checkpoint: str | None = None, backend: str | None = None) -> ServedModel:
     """A served model from a handle or short name (`inception_v1`), or an exported folder.
 
     Named after the folder, or the architecture (`inception_v1`, `inception_v1_feature_vector`)."""
@@ -59,13 +59,16 @@ def build(name_or_path: str, checkpoint: str | None = None) -> ServedModel:
         features = load(name_or_path, kind="feature_vector")
         name = Path(name_or_path).resolve().name
     else:
-        module = load(name_or_path, checkpoint)
-        net = module.net  # one set of weights for both outputs
-        features = Module(
-            dataclasses.replace(module.spec, kind="feature_vector"),
-            lambda x: net.run(x)[1]["global_pool"],
-            labels=None,
-        )
+        module = load(name_or_path, checkpoint, backend=backend)
+        if module.backend == "tf" and module.labels:
+            net = module.net  # one set of weights for both outputs
+            features = Module(
+                dataclasses.replace(module.spec, kind="feature_vector"),
+                tf_runner(lambda x: net.run(x)[1]["global_pool"]),
+                labels=None,
+            )
+        else:
+            features = load(name_or_path, checkpoint, kind="feature_vector", backend=backend)
         name = module.spec.arch + ("" if module.labels else "_feature_vector")
     compute = {FEATURES: features}
     if module.labels:

@@ -1,0 +1,129 @@
+"""Fast CPU inference: the network converted to ONNX from the one definition, run by ONNX
+Runtime or OpenVINO.
+
+The converted model is cached beside the weights (`$INCEPTION_HUB_CACHE/engines/`), keyed by the
+weights it came from, and written atomically. fp32 on either engine matches the TF-Slim reference
+within 1e-4. OpenVINO's bf16 mode is opt-in (`precision="bf16"`): faster, not exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import ModelSpec
+from ..errors import InputError
+from ..weights import cache_dir, cached_path
+
+BACKENDS = ("tf", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16")
+#: Fastest exact engine first, from benchmarks/throughput.py on the project's 2-core machine.
+PREFERENCE = ("openvino", "onnxruntime", "tf")
+_PACKAGES = {"tf": "tensorflow", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+
+
+def available_backends() -> list[str]:
+    return [b for b in BACKENDS if importlib.util.find_spec(_PACKAGES[b]) is not None]
+
+
+def choose_backend(backend: str | None, precision: str = "fp32") -> str:
+    """Validate an explicit choice, or pick the fastest exact backend installed."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    installed = available_backends()
+    if backend is None:
+        if precision == "bf16":
+            backend = "openvino"
+        else:
+            return next(b for b in PREFERENCE if b in installed)
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend not in installed:
+        raise InputError(f"backend {backend} is not installed: pip install 'inception-hub[engine]'")
+    if precision == "bf16" and backend != "openvino":
+        raise InputError("bf16 runs on the openvino backend only")
+    return backend
+
+
+def onnx_path(spec: ModelSpec, weights: Mapping[str, np.ndarray], source: str | None) -> Path:
+    """The converted model for these weights, converting once. The cache key is the weights
+    file (path, size, mtime) when known, else a digest of the weights themselves."""
+    src = Path(source) if source else cached_path(spec.arch)
+    if src.exists():
+        stat = src.stat()
+        ident = f"{src.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    else:
+        h = hashlib.sha256()
+        for name in sorted(weights):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(weights[name]).tobytes())
+        ident = h.hexdigest()
+    key = hashlib.sha256(f"{ident}|{spec.kind}|v1".encode()).hexdigest()[:16]
+    path = cache_dir() / "engines" / spec.arch / f"{spec.kind}-{key}.onnx"
+    if not path.is_file():
+        from ..nets.onnx_builder import build_onnx
+
+        data = build_onnx(spec.arch, spec.num_classes, weights)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    return path
+
+
+def runner(
+    spec: ModelSpec, weights: Mapping[str, np.ndarray], backend: str, precision: str = "fp32", source: str | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy [N, H, W, 3] in [0, 1] -> numpy outputs, on the chosen engine."""
+    path = onnx_path(spec, weights, source)
+    if backend == "onnxruntime":
+        return _onnxruntime(path)
+    if backend == "openvino":
+        return _openvino(path, precision)
+    raise InputError(f"no engine runner for backend {backend!r}")
+
+
+def _threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _onnxruntime(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = _threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_outputs()[0].name
+    return lambda x: session.run([name], {"images": np.ascontiguousarray(x, np.float32)})[0]
+
+
+def _openvino(path: Path, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+    import openvino as ov
+
+    core = ov.Core()
+    # OpenVINO would otherwise run fp32 models in bf16 on CPUs that have it: exact needs f32.
+    config = {
+        "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
+        "PERFORMANCE_HINT": "LATENCY",
+        "CACHE_DIR": str(path.parent / "openvino_cache"),
+    }
+    compiled = core.compile_model(str(path), "CPU", config)
+    local = threading.local()  # an infer request is not shareable between threads
+
+    def run(x: np.ndarray) -> np.ndarray:
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
+        request.infer({0: np.ascontiguousarray(x, np.float32)})
+        return request.get_output_tensor(0).data.copy()
+
+    return run
