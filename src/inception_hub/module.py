@@ -232,7 +232,7 @@ def load(
     spec = resolve(os.fspath(handle))
     if kind and kind != spec.kind:
         spec = dataclasses.replace(spec, kind=kind)
-    backend = choose_backend(backend, precision)
+    backend = choose_backend(backend, precision, spec.arch)
     weights = load_weights(spec.arch, checkpoint, progress=progress)
     source = str(checkpoint) if checkpoint is not None else None
     return Module.from_weights(spec, weights, backend, precision, source)

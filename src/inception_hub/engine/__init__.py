@@ -24,8 +24,12 @@ from ..weights import cache_dir, cached_path
 
 BACKENDS = ("tf", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16")
-#: Fastest exact engine first, from benchmarks/throughput.py on the project's 2-core machine.
-PREFERENCE = ("openvino", "onnxruntime", "tf")
+#: Fastest exact (fp32) engine first, per network, as benchmarks/throughput.py measured them on the
+#: project's 2-core machine (end-to-end and batch-32 model-only agree on the order).
+PREFERENCE = {
+    "inception_v1": ("onnxruntime", "openvino", "tf"),
+    "inception_resnet_v2": ("openvino", "onnxruntime", "tf"),
+}
 _PACKAGES = {"tf": "tensorflow", "onnxruntime": "onnxruntime", "openvino": "openvino"}
 
 
@@ -33,8 +37,8 @@ def available_backends() -> list[str]:
     return [b for b in BACKENDS if importlib.util.find_spec(_PACKAGES[b]) is not None]
 
 
-def choose_backend(backend: str | None, precision: str = "fp32") -> str:
-    """Validate an explicit choice, or pick the fastest exact backend installed."""
+def choose_backend(backend: str | None, precision: str = "fp32", arch: str = "inception_v1") -> str:
+    """Validate an explicit choice, or pick the fastest exact backend installed for `arch`."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     installed = available_backends()
@@ -42,7 +46,7 @@ def choose_backend(backend: str | None, precision: str = "fp32") -> str:
         if precision == "bf16":
             backend = "openvino"
         else:
-            return next(b for b in PREFERENCE if b in installed)
+            return next(b for b in PREFERENCE[arch] if b in installed)
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend not in installed:
