@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,7 +31,6 @@ class ShuttingDown(Exception):
 class _Item:
     images: np.ndarray
     future: asyncio.Future
-    enqueued: float = field(default_factory=time.perf_counter)
 
 
 class Batcher:

@@ -45,10 +45,6 @@ class ServedModel:
     def output_dim(self, output: str) -> int:
         return self.compute_dims[output]
 
-    @property
-    def feature_dim(self) -> int:
-        return self.compute_dims[FEATURES]
-
 
 def build(name_or_path: str, checkpoint: str | None = None, backend: str | None = None) -> ServedModel:
     """A served model from a handle or short name (`inception_v1`), or an exported folder.
