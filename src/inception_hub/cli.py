@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .atomic import atomic_file
 from .catalog import all_specs, resolve
 from .errors import InceptionHubError
 
@@ -277,10 +276,13 @@ def write_features(output: Path, paths: list[str], features: np.ndarray) -> None
     output.parent.mkdir(parents=True, exist_ok=True)
     suffix = output.suffix.lower()
     if suffix == ".npy":
-        _atomic(output, lambda f: np.save(f, features))
-        _atomic(output.with_suffix(".paths.txt"), lambda f: f.write("".join(p + "\n" for p in paths).encode()))
+        with atomic_file(output) as f:
+            np.save(f, features)
+        with atomic_file(output.with_suffix(".paths.txt")) as f:
+            f.write("".join(p + "\n" for p in paths).encode())
     elif suffix == ".npz":
-        _atomic(output, lambda f: np.savez(f, paths=np.array(paths, dtype=str), features=features))
+        with atomic_file(output) as f:
+            np.savez(f, paths=np.array(paths, dtype=str), features=features)
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -288,18 +290,8 @@ def write_features(output: Path, paths: list[str], features: np.ndarray) -> None
         dim = features.shape[1]
         column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1), pa.float32()), dim)
         table = pa.table({"path": pa.array(paths, pa.string()), "features": column})
-        _atomic(output, lambda f: pq.write_table(table, f))
-
-
-def _atomic(dest: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_file(output) as f:
+            pq.write_table(table, f)
 
 
 # models / fetch --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_file
 from .catalog import CHECKPOINTS, CheckpointSource
 from .download import DownloadError, download
 from .errors import CheckpointError, CheckpointMismatchError, WeightsUnavailableError
@@ -214,18 +215,8 @@ def cache_lock(arch: str) -> Iterator[None]:
 
 def save_npz(weights: Mapping[str, np.ndarray], dest: Path) -> Path:
     """Write weights to `dest` atomically: a reader sees the old file, or the whole new one."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **weights)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(dest) as f:
+        np.savez(f, **weights)
     return dest
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_file
 from ..catalog import ModelSpec
 from ..errors import InputError
 from ..weights import cache_dir, cached_path
@@ -74,12 +74,8 @@ def onnx_path(spec: ModelSpec, weights: Mapping[str, np.ndarray], source: str | 
     if not path.is_file():
         from ..nets.onnx_builder import build_onnx
 
-        data = build_onnx(spec.arch, spec.num_classes, weights)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        with atomic_file(path) as f:
+            f.write(build_onnx(spec.arch, spec.num_classes, weights))
     return path
 
 

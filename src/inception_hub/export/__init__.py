@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_dir
 from ..catalog import ModelSpec, resolve
 from ..errors import InceptionHubError
 from ..labels import imagenet_labels
@@ -28,14 +27,8 @@ def export(
 ) -> Path:
     """Write the module for `handle` to `outdir` and return its path."""
     spec = handle if isinstance(handle, ModelSpec) else resolve(handle)
-    out = Path(outdir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise InceptionHubError(f"{out} already exists and is not empty; choose another folder or overwrite it")
-    weights = load_weights(spec.arch, checkpoint, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        staging = tmp / "module"
+    with atomic_dir(outdir, overwrite=overwrite) as staging:
+        weights = load_weights(spec.arch, checkpoint, progress=progress)
         if spec.hub_format == "tf1_hub":
             from .tf1_hub import export_tf1_hub
 
@@ -45,12 +38,7 @@ def export(
 
             export_tf2(spec, weights, staging)
         write_metadata(spec, staging)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return Path(outdir)
 
 
 def write_metadata(

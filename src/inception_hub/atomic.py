@@ -1,0 +1,56 @@
+"""Write files and folders so that readers see the old version or the whole new one, never half.
+
+Everything is staged beside its destination (same file system) and renamed into place; a failure
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import InceptionHubError
+
+
+@contextlib.contextmanager
+def atomic_file(dest: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file to write; on success it is flushed to disk and renamed over `dest`."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """A staging folder (not yet created) to fill; on success it replaces `dest` whole.
+
+    A non-empty `dest` is refused up front unless `overwrite`, before any work is done."""
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not overwrite:
+        raise InceptionHubError(f"{dest} already exists and is not empty; choose another folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        staging = tmp / dest.name
+        yield staging
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        elif dest.exists():
+            dest.unlink()
+        os.replace(staging, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

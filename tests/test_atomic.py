@@ -1,0 +1,38 @@
+"""Atomic writes: a failure mid-write leaves the old version and no debris."""
+
+from __future__ import annotations
+
+import pytest
+
+from inception_hub.atomic import atomic_dir, atomic_file
+from inception_hub.errors import InceptionHubError
+
+
+def test_file_is_replaced_whole_or_not_at_all(tmp_path):
+    dest = tmp_path / "sub" / "weights.npz"
+    with atomic_file(dest) as f:
+        f.write(b"old")
+    with pytest.raises(RuntimeError), atomic_file(dest) as f:
+        f.write(b"half of the new")
+        raise RuntimeError("disk full")
+    assert dest.read_bytes() == b"old"
+    assert [p.name for p in dest.parent.iterdir()] == ["weights.npz"]
+
+
+def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    dest = tmp_path / "model"
+    with atomic_dir(dest) as staging:
+        staging.mkdir()
+        (staging / "a.txt").write_text("first")
+    with pytest.raises(InceptionHubError, match="already exists and is not empty"), atomic_dir(dest):
+        pass
+    with pytest.raises(RuntimeError), atomic_dir(dest, overwrite=True) as staging:
+        staging.mkdir()
+        (staging / "b.txt").write_text("second")
+        raise RuntimeError("interrupted")
+    assert [p.name for p in dest.iterdir()] == ["a.txt"]
+    with atomic_dir(dest, overwrite=True) as staging:
+        staging.mkdir()
+        (staging / "b.txt").write_text("second")
+    assert [p.name for p in dest.iterdir()] == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
