@@ -42,6 +42,7 @@ from .weights import load_weights
 CROP_FRACTION = 0.875
 BRIGHTNESS_DELTA = 0.2
 BACKBONE_LR_SCALE = 0.1
+HEAD_WARMUP_EPOCHS = 1
 
 
 class DataError(InceptionHubError):
@@ -197,12 +198,13 @@ def train(
     momentum = tf.constant(batch_norm_momentum, tf.float32)
 
     @tf.function(reduce_retracing=True)
-    def train_step(images, labels, step_seed):
+    def train_step(images, labels, step_seed, whole: bool):
+        # whole=False trains the head alone: the backbone's gradients stop at the features.
         images = augment(images, size, step_seed)
         with tf.GradientTape() as tape:
-            logits, _ = net.run(images, training=True, batch_norm_momentum=momentum, train_backbone=fine_tune_backbone)
+            logits, _ = net.run(images, training=True, batch_norm_momentum=momentum, train_backbone=whole)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-            decay = net.regularization_losses() if fine_tune_backbone else [WEIGHT_DECAY * tf.nn.l2_loss(net.kernel)]
+            decay = net.regularization_losses() if whole else [WEIGHT_DECAY * tf.nn.l2_loss(net.kernel)]
             total = loss + tf.add_n(decay)
         optimizer.apply(tape.gradient(total, variables))
         return loss, tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
@@ -237,12 +239,15 @@ def train(
     try:
         for epoch in range(epochs):
             order = rng.permutation(train_idx)
+            # With the backbone, a first epoch trains the new head alone: its early gradients,
+            # still random, would otherwise push the pretrained features around.
+            whole = fine_tune_backbone and (epoch >= HEAD_WARMUP_EPOCHS or epochs <= HEAD_WARMUP_EPOCHS)
 
-            def step(i, x, y, epoch=epoch):
-                return train_step(x, y, tf.constant([seed, epoch * 100003 + i], tf.int64))
+            def step(i, x, y, epoch=epoch, whole=whole):
+                return train_step(x, y, tf.constant([seed, epoch * 100003 + i], tf.int64), whole)
 
             loss, acc = run_epoch(order, batch_size, data, step, progress, f"epoch {epoch + 1}/{epochs}")
-            if fine_tune_backbone and recalibrate_bn:
+            if whole and recalibrate_bn:
                 recalibrate()
             eval_idx = val_idx if len(val_idx) else train_idx
             val_loss, val_acc = run_epoch(eval_idx, batch_size, data, lambda i, x, y: eval_step(x, y), False, "")
@@ -370,19 +375,11 @@ def restore(net: tf.Module, values: list[np.ndarray]) -> None:
 
 def save(result: FineTuneResult, net: Classifier, spec: ModelSpec, size: int, output, settings: dict) -> Path:
     """OUTDIR: the TF2 SavedModel, `labels.txt`, `metrics.json`; written whole or not at all."""
-    import shutil
-    import tempfile
-
+    from .atomic import atomic_dir
     from .export import write_metadata
     from .export.tf2 import save_tf2
 
-    out = Path(output)
-    if out.exists() and any(out.iterdir()):
-        raise InceptionHubError(f"{out} already exists and is not empty; choose another output folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        staging = tmp / "model"
+    with atomic_dir(output) as staging:
         save_tf2(net, spec, staging)
         write_metadata(spec, staging, result.classes, image_size=(size, size), finetuned=True)
         (staging / "labels.txt").write_text("\n".join(result.classes) + "\n")
@@ -397,9 +394,4 @@ def save(result: FineTuneResult, net: Classifier, spec: ModelSpec, size: int, ou
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return Path(output)
