@@ -56,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--workers", type=_positive, default=None, help="image decoding threads")
         sp.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
         backend_args(sp)
+        g = sp.add_argument_group("distributed (--engine ray)")
+        g.add_argument(
+            "--engine",
+            choices=("local", "ray"),
+            default="local",
+            help="local: this process; ray: a Ray Data job writing partitioned Parquet to --output",
+        )
+        g.add_argument(
+            "--address", metavar="ADDR", help="Ray cluster to join (auto, HOST:PORT, ray://...); default: a local one"
+        )
+        g.add_argument("--resume", action="store_true", help="finish an interrupted job: skip partitions written")
+        g.add_argument("--partition-size", type=_positive, default=1000, help="images per Parquet file (default 1000)")
+        g.add_argument("--num-workers", type=_positive, default=None, help="model actors (default: up to one per CPU)")
+        g.add_argument("--cpus-per-worker", type=_positive, default=1, help="CPUs (engine threads) per model actor")
 
     def backend_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
@@ -75,11 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(c, "inception_v1")
     c.add_argument("--top-k", "-k", type=_positive, default=5)
     c.add_argument("--format", "-f", choices=("table", "json", "csv"), default="table")
+    c.add_argument("--output", "-o", metavar="FOLDER", help="with --engine ray: the Parquet output folder")
     c.set_defaults(func=cmd_classify)
 
     e = sub.add_parser("embed", help="feature vectors for images, written to .npy, .npz or .parquet")
     model_args(e, "inception_v1/feature_vector")
-    e.add_argument("--output", "-o", required=True, metavar="FILE", help="features.npy | features.npz | .parquet")
+    e.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        metavar="PATH",
+        help="features.npy | features.npz | .parquet file; with --engine ray, a folder of Parquet partitions",
+    )
     e.set_defaults(func=cmd_embed)
 
     m = sub.add_parser("models", help="list the model handles and whether their weights are cached")
@@ -223,8 +244,69 @@ def _finish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_engine(args: argparse.Namespace) -> None:
+    if args.engine == "ray":
+        if args.output is None:
+            raise InceptionHubError("--engine ray writes partitioned Parquet: give an output folder with --output")
+        if Path(args.output).suffix.lower() in (".npy", ".npz"):
+            raise InceptionHubError(f"--engine ray writes a folder of Parquet partitions, not {args.output}")
+        return
+    used = [flag for flag, on in (("--address", args.address), ("--resume", args.resume)) if on]
+    if used:
+        raise InceptionHubError(f"{' and '.join(used)} apply to --engine ray")
+
+
+def _run_ray(args: argparse.Namespace, task: str) -> int:
+    """The Ray Data job: partitioned Parquet in --output, resumable."""
+    from . import pipeline
+    from .distributed import run_job
+
+    paths, unmatched = pipeline.find_images(args.images)
+    for item in unmatched:
+        print(f"{PROG}: no images found at {item}", file=sys.stderr)
+    if not paths:
+        raise InceptionHubError("no images to process" + (f": {', '.join(unmatched)}" if unmatched else ""))
+
+    def on_error(path: str, reason: str) -> None:
+        print(f"{PROG}: cannot read {path}: {reason}", file=sys.stderr)
+
+    s = run_job(
+        task,
+        paths,
+        args.output,
+        args.model,
+        checkpoint=args.checkpoint,
+        top_k=getattr(args, "top_k", 5),
+        resume=args.resume,
+        partition_size=args.partition_size,
+        on_error=on_error,
+        progress=args.progress,
+        address=args.address,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        cpus_per_worker=args.cpus_per_worker,
+        backend=args.backend,
+        precision=args.precision,
+    )
+    done = f" ({s.skipped} were already there)" if s.skipped else ""
+    rate = f" in {s.seconds:.1f}s, {s.images_per_second:.1f} images/s" if s.written else ""
+    print(
+        f"wrote {s.written} of {s.partitions} partitions{done} to {s.output}{rate}; "
+        f"{s.images} images, {s.errors} could not be read",
+        file=sys.stderr,
+    )
+    args.failures, args.inputs = s.errors + len(unmatched), len(paths) + len(unmatched)
+    return _finish(args)
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     from .labels import decode_predictions
+
+    _check_engine(args)
+    if args.engine == "ray":
+        return _run_ray(args, "classify")
+    if args.output is not None:
+        raise InceptionHubError("classify --output is for --engine ray; locally, choose --format and redirect stdout")
 
     out = sys.stdout
     writer = csv.writer(out) if args.format == "csv" else None
@@ -255,6 +337,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    _check_engine(args)
+    if args.engine == "ray":
+        return _run_ray(args, "embed")
     output = Path(args.output)
     suffix = output.suffix.lower()
     if suffix not in (".npy", ".npz", ".parquet"):

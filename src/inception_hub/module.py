@@ -17,7 +17,7 @@ from .labels import Prediction, decode_predictions, imagenet_labels
 from .nets import ARCHITECTURES
 from .nets.layers import Shape, ShapeBuilder
 from .nets.tf_module import InceptionNet
-from .weights import load_weights
+from .weights import cached_path, load_weights
 
 #: Images are run in chunks of this many so memory stays bounded for large arrays.
 DEFAULT_BATCH_SIZE = 32
@@ -58,10 +58,12 @@ class Module:
         backend: str = "tf",
         precision: str = "fp32",
         source: str | None = None,
+        threads: int | None = None,
     ) -> Module:
         """The network on `backend`: "tf", or an inference engine ("onnxruntime", "openvino")
         running the graph converted from the same definition and weights (`source` names the
-        weights file, to key the converted-model cache)."""
+        weights file, to key the converted-model cache). `threads` caps an engine's compute
+        threads, for several modules sharing a machine (default: all cores)."""
         labels = imagenet_labels() if spec.num_classes else None
         if backend == "tf":
             if precision != "fp32":
@@ -72,7 +74,7 @@ class Module:
             return module
         from .engine import runner
 
-        return cls(spec, runner(spec, weights, backend, precision, source), labels=labels, backend=backend)
+        return cls(spec, runner(spec, weights, backend, precision, source, threads), labels=labels, backend=backend)
 
     @classmethod
     def from_saved_model(cls, path: str | os.PathLike, kind: str | None = None) -> Module:
@@ -234,7 +236,7 @@ def load(
         spec = dataclasses.replace(spec, kind=kind)
     backend = choose_backend(backend, precision, spec.arch)
     weights = load_weights(spec.arch, checkpoint, progress=progress)
-    source = str(checkpoint) if checkpoint is not None else None
+    source = str(checkpoint if checkpoint is not None else cached_path(spec.arch))
     return Module.from_weights(spec, weights, backend, precision, source)
 
 

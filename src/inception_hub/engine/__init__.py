@@ -20,7 +20,7 @@ import numpy as np
 from ..atomic import atomic_file
 from ..catalog import ModelSpec
 from ..errors import InputError
-from ..weights import cache_dir, cached_path
+from ..weights import cache_dir
 
 BACKENDS = ("tf", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16")
@@ -58,9 +58,9 @@ def choose_backend(backend: str | None, precision: str = "fp32", arch: str = "in
 
 def onnx_path(spec: ModelSpec, weights: Mapping[str, np.ndarray], source: str | None) -> Path:
     """The converted model for these weights, converting once. The cache key is the weights
-    file (path, size, mtime) when known, else a digest of the weights themselves."""
-    src = Path(source) if source else cached_path(spec.arch)
-    if src.exists():
+    file `source` (path, size, mtime) when given, else a digest of the weights themselves."""
+    src = Path(source) if source else None
+    if src is not None and src.exists():
         stat = src.stat()
         ident = f"{src.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     else:
@@ -80,14 +80,21 @@ def onnx_path(spec: ModelSpec, weights: Mapping[str, np.ndarray], source: str | 
 
 
 def runner(
-    spec: ModelSpec, weights: Mapping[str, np.ndarray], backend: str, precision: str = "fp32", source: str | None = None
+    spec: ModelSpec,
+    weights: Mapping[str, np.ndarray],
+    backend: str,
+    precision: str = "fp32",
+    source: str | None = None,
+    threads: int | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy [N, H, W, 3] in [0, 1] -> numpy outputs, on the chosen engine."""
+    """numpy [N, H, W, 3] in [0, 1] -> numpy outputs, on the chosen engine. `threads`: the
+    engine's compute threads (default: every core this process may use)."""
     path = onnx_path(spec, weights, source)
+    threads = threads or _threads()
     if backend == "onnxruntime":
-        return _onnxruntime(path)
+        return _onnxruntime(path, threads)
     if backend == "openvino":
-        return _openvino(path, precision)
+        return _openvino(path, precision, threads)
     raise InputError(f"no engine runner for backend {backend!r}")
 
 
@@ -95,18 +102,18 @@ def _threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _onnxruntime(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _onnxruntime(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads()
+    options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_outputs()[0].name
     return lambda x: session.run([name], {"images": np.ascontiguousarray(x, np.float32)})[0]
 
 
-def _openvino(path: Path, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+def _openvino(path: Path, precision: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     import openvino as ov
 
     core = ov.Core()
@@ -114,6 +121,7 @@ def _openvino(path: Path, precision: str) -> Callable[[np.ndarray], np.ndarray]:
     config = {
         "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
         "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": threads,
         "CACHE_DIR": str(path.parent / "openvino_cache"),
     }
     compiled = core.compile_model(str(path), "CPU", config)
