@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -79,8 +80,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
         # Local workers see this process's settings (cache folder, offline mode).
         env = {k: v for k, v in os.environ.items() if k.startswith("INCEPTION_HUB_")}
         kwargs["runtime_env"] = {"env_vars": env} if env else None
-    elif num_cpus is not None:
-        raise InputError("num_cpus applies to a local cluster only; an existing cluster has its own")
+    else:
+        if num_cpus is not None:
+            raise InputError("num_cpus applies to a local cluster only; an existing cluster has its own")
+        _check_reachable(address)
     try:
         # Quiet: Ray's services log to files in its session folder; its C++ start-up notes are
         # not for CLI users.
@@ -98,6 +101,20 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
     return True
 
 
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on a wrong HOST:PORT; Ray itself would keep retrying for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as e:
+        raise InceptionHubError(
+            f"cannot reach a Ray cluster at {address}: {e.strerror or e}. Start one with `ray start --head` "
+            "and pass the address it prints, or leave --address out to run on a local cluster"
+        ) from e
+
+
 # The model, as the actors receive it -----------------------------------------------------------
 
 
@@ -108,7 +125,7 @@ class ModelSource:
 
     name: str
     spec: ModelSpec | None = None
-    weights: tuple = ()  # (ObjectRef,): nested, so Ray hands the reference over rather than the value
+    weights: tuple = ()  # (dict,) here; (ObjectRef,) once shared, nested so Ray passes the reference
     backend: str = "tf"
     precision: str = "fp32"
     saved_model: str | None = None
@@ -126,7 +143,7 @@ class ModelSource:
         precision: str = "fp32",
         progress: bool = True,
     ) -> ModelSource:
-        """Resolve the handle and read the weights once, here, into the object store."""
+        """Resolve the handle and read and check the weights, once, in this process."""
         from .engine import choose_backend
         from .module import is_saved_model
         from .weights import load_weights
@@ -154,15 +171,20 @@ class ModelSource:
             spec = dataclasses.replace(spec, kind=kind)
         backend = choose_backend(backend, precision, spec.arch)
         weights = load_weights(spec.arch, checkpoint, progress=progress)
-        ray = _ray()
         return cls(
             spec.handle,
             spec=spec,
-            weights=(ray.put(dict(weights)),),
+            weights=(dict(weights),),
             backend=backend,
             precision=precision,
             identity=_digest(weights),
         )
+
+    def shared(self) -> ModelSource:
+        """This source with its weights in the object store, for the actors to fetch."""
+        if not self.weights or not isinstance(self.weights[0], dict):
+            return self
+        return dataclasses.replace(self, weights=(_ray().put(self.weights[0]),))
 
     def load(self, threads: int | None = None):
         """Build the module (in the actor)."""
@@ -176,9 +198,11 @@ class ModelSource:
                 with contextlib.suppress(RuntimeError):
                     tf.config.threading.set_intra_op_parallelism_threads(threads)
             return Module.from_saved_model(self.saved_model, self.kind)
-        import ray
+        weights = self.weights[0]
+        if not isinstance(weights, dict):
+            import ray
 
-        weights = ray.get(self.weights[0])
+            weights = ray.get(weights)
         return Module.from_weights(self.spec, weights, self.backend, self.precision, threads=threads)
 
     def image_size(self) -> tuple[int, int]:
@@ -340,7 +364,7 @@ def pipeline(
         handle
         if isinstance(handle, ModelSource)
         else ModelSource.prepare(task, handle, checkpoint, backend=backend, precision=precision, progress=progress)
-    )
+    ).shared()
     ours = not isinstance(paths_or_dataset, ray.data.Dataset) or "bytes" not in paths_or_dataset.schema().names
     ds = _as_dataset(paths_or_dataset)
     if num_workers is None:
@@ -450,21 +474,29 @@ def run_job(
         "partitions": len(partitions),
         "paths_sha256": hashlib.sha256("\n".join(paths).encode()).hexdigest(),
     }
-    done = _check_output(output, job, resume)
+    done, manifest = _check_output(output, job, resume)
     pending = [i for i in range(len(partitions)) if i not in done]
     summary = JobSummary(output, len(paths), 0, len(partitions), 0, len(done), 0.0)
     if pending:
+        # Weights first: a missing checkpoint is reported before a cluster is started.
+        source = ModelSource.prepare(
+            task,
+            handle,
+            checkpoint,
+            backend=options.pop("backend", None),
+            precision=options.pop("precision", "fp32"),
+            progress=progress,
+        )
+        if manifest is not None and manifest.get("weights") != source.identity:
+            raise InceptionHubError(
+                f"cannot resume into {output}: it was written with other weights for {job['model']}; "
+                "pass the same --checkpoint, or write to a new folder"
+            )
         attached = connect(address, quiet=True)
         try:
-            source = ModelSource.prepare(
-                task,
-                handle,
-                checkpoint,
-                backend=options.pop("backend", None),
-                precision=options.pop("precision", "fp32"),
-                progress=progress,
-            )
-            _check_model(output, job, source.identity, resume)
+            if manifest is None:  # written once the job can really start
+                with atomic_file(output / MANIFEST) as f:
+                    f.write(json.dumps({**job, "weights": source.identity}, indent=1).encode())
             _execute(task, partitions, pending, output, source, top_k, on_error, progress, options)
         finally:
             if attached:
@@ -487,9 +519,9 @@ def _errors_in(part: Path) -> int:
     return len(column) - column.null_count
 
 
-def _check_output(output: Path, job: dict, resume: bool) -> set[int]:
-    """The partitions already written (resume), after checking they belong to this job; or write
-    the manifest of a new job."""
+def _check_output(output: Path, job: dict, resume: bool) -> tuple[set[int], dict | None]:
+    """The partitions already written and the manifest (resume), after checking they belong to
+    this job; or nothing, for a new job into a new or empty folder."""
     manifest = output / MANIFEST
     if manifest.is_file():
         if not resume:
@@ -504,27 +536,10 @@ def _check_output(output: Path, job: dict, resume: bool) -> set[int]:
                 f"cannot resume into {output}: the job differs from the one that wrote it ({detail}); "
                 "write to a new folder instead"
             )
-        return {i for i in range(job["partitions"]) if partition_path(output, i).is_file()}
+        return {i for i in range(job["partitions"]) if partition_path(output, i).is_file()}, before
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise InceptionHubError(f"{output} exists and is not an empty folder; choose a new folder for the output")
-    with atomic_file(manifest) as f:
-        f.write(json.dumps(job, indent=1).encode())
-    return set()
-
-
-def _check_model(output: Path, job: dict, identity: str, resume: bool) -> None:
-    """Partitions from different weights must not mix: the weights' digest joins the manifest."""
-    manifest = output / MANIFEST
-    data = json.loads(manifest.read_text())
-    if data.get("weights") is None:
-        data["weights"] = identity
-        with atomic_file(manifest) as f:
-            f.write(json.dumps(data, indent=1).encode())
-    elif data["weights"] != identity:
-        raise InceptionHubError(
-            f"cannot resume into {output}: it was written with other weights for {job['model']}; "
-            "pass the same --checkpoint, or write to a new folder"
-        )
+    return set(), None
 
 
 def _execute(
@@ -556,25 +571,42 @@ def _execute(
     )
     ds = pipeline(task, ds, source, top_k=top_k, **options)
     held: dict[int, list[pa.Table]] = {}
-    counts: dict[int, int] = {}
+    seen: dict[int, set[int]] = {}  # row offsets received, per partition in flight
+    finished: set[int] = set()
     bar = tqdm(total=len(paths), unit="img", disable=not progress or None, leave=False)
     with bar:
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            failed = batch.filter(pc.is_valid(batch["error"]))
-            if on_error:
-                for path, reason in zip(failed["path"].to_pylist(), failed["error"].to_pylist(), strict=True):
-                    on_error(path, reason)
             for pid in pc.unique(batch["partition"]).to_pylist():
+                if pid in finished:
+                    continue
                 rows = batch.filter(pc.equal(batch["partition"], pid))
+                # A retried task may deliver rows twice: keep the first copy of each.
+                got = seen.setdefault(pid, set())
+                offsets = rows["row"].to_pylist()
+                fresh = [i for i, r in enumerate(offsets) if not (r in got or got.add(r))]
+                if len(fresh) < len(offsets):
+                    rows = rows.take(fresh)
+                _report(rows, on_error)
+                bar.update(rows.num_rows)
                 held.setdefault(pid, []).append(rows)
-                counts[pid] = counts.get(pid, 0) + rows.num_rows
-                if counts[pid] == len(partitions[pid]):
+                if len(got) == len(partitions[pid]):
                     table = pa.concat_tables(held.pop(pid)).sort_by("row").drop_columns(["partition", "row"])
                     with atomic_file(partition_path(output, pid)) as f:
                         pq.write_table(table, f)
-            bar.update(batch.num_rows)
-    if held:  # cannot happen unless Ray lost rows; never leave a partial partition unnoticed
+                    finished.add(pid)
+                    del seen[pid]
+    if held:  # Ray lost rows, which it should never do: say so rather than leave a gap unnoticed
         raise InceptionHubError(f"the pipeline returned incomplete partitions {sorted(held)}; rerun with --resume")
+
+
+def _report(rows: pa.Table, on_error: Callable[[str, str], None] | None) -> None:
+    if on_error is None or rows["error"].null_count == rows.num_rows:
+        return
+    import pyarrow.compute as pc
+
+    failed = rows.filter(pc.is_valid(rows["error"]))
+    for path, reason in zip(failed["path"].to_pylist(), failed["error"].to_pylist(), strict=True):
+        on_error(path, reason)
 
 
 def read_output(output: str | os.PathLike) -> pa.Table:

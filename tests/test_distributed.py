@@ -1,0 +1,388 @@
+"""`--engine ray` and `inception_hub.distributed` on local Ray clusters, with the synthetic
+reference checkpoint: same results as the single-process path, error rows, resuming after a
+killed worker or driver, and joining an existing cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+import inception_hub
+from conftest import IMAGES
+from inception_hub import distributed, pipeline
+from inception_hub.errors import InceptionHubError, InputError
+
+SAMPLE = IMAGES / "imagenet-sample"
+BROKEN = {"empty.jpg": b"", "notes.jpg": b"not an image at all"}
+
+
+def _photos(root: Path, count: int) -> Path:
+    """`count` real photos (greyscale ones among them), a truncated JPEG and two files that are
+    not images."""
+    (root / "sub").mkdir(parents=True)
+    for i, src in enumerate(sorted(SAMPLE.iterdir())[:count]):
+        os.symlink(src, root / ("sub" if i % 3 == 0 else "") / src.name)
+    for name, data in BROKEN.items():
+        (root / name).write_bytes(data)
+    data = (SAMPLE / "n02793495_barn.JPEG").read_bytes()
+    (root / "sub" / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    return root
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return _photos(tmp_path_factory.mktemp("ray") / "photos", 40)
+
+
+@pytest.fixture(scope="module")
+def many_photos(tmp_path_factory):
+    return _photos(tmp_path_factory.mktemp("ray") / "many", 300)
+
+
+@pytest.fixture(scope="module")
+def v1_ckpt(checkpoints):
+    return str(checkpoints["inception_v1", "v1"])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One local cluster for the in-process API tests."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INCEPTION_HUB_CACHE", str(tmp_path_factory.mktemp("ray-cache")))
+    assert distributed.connect(num_cpus=2, quiet=True)
+    yield
+    ray.shutdown()
+    mp.undo()
+
+
+def _local(handle, ckpt, paths, kind=None):
+    """The single-process results: {path: output row or error}."""
+    module = inception_hub.load(handle, ckpt, kind=kind)
+    return {r.path: (r.output if r.error is None else r.error) for r in pipeline.run(module, paths)}
+
+
+def _cli(*argv, check=None, **kw):
+    exe = shutil.which("inception-hub", path=os.path.dirname(sys.executable))
+    proc = subprocess.run([exe, *argv, "--no-progress"], capture_output=True, text=True, timeout=300, **kw)
+    if check is not None:
+        assert proc.returncode == check, proc.stderr
+    return proc
+
+
+# The Python API --------------------------------------------------------------------------------
+
+
+def test_embed_dataset_equals_single_process_and_keeps_error_rows(cluster, photos, v1_ckpt):
+    paths, _ = pipeline.find_images([photos])
+    ds = distributed.embed([photos], "inception_v1/feature_vector", checkpoint=v1_ckpt, batch_size=8)
+    assert isinstance(ds, ray.data.Dataset)
+    rows = ds.take_all()
+    got = {r["path"]: r for r in rows}
+    assert len(rows) == len(got) == len(paths) == 43
+    expected = _local("inception_v1/feature_vector", v1_ckpt, paths)
+    for path, want in expected.items():
+        row = got[path]
+        if isinstance(want, str):
+            assert row["features"] is None and row["error"] == want
+        else:
+            assert row["error"] is None
+            np.testing.assert_allclose(np.asarray(row["features"]), want, rtol=0, atol=1e-5)
+    errors = {Path(p).name: r["error"] for p, r in got.items() if r["error"]}
+    assert set(errors) == {"empty.jpg", "notes.jpg", "truncated.jpg"}
+    assert "empty" in errors["empty.jpg"] and "truncated" in errors["truncated.jpg"]
+
+
+def test_classify_a_dataset_of_bytes_passes_other_columns_through(cluster, photos, v1_ckpt):
+    paths = sorted(str(p) for p in photos.glob("*.JPEG"))[:12]
+    items = [{"path": p, "bytes": Path(p).read_bytes(), "album": f"a{i}"} for i, p in enumerate(paths)]
+    ds = distributed.classify(ray.data.from_items(items), "inception_v1", checkpoint=v1_ckpt, top_k=3)
+    rows = {r["path"]: r for r in ds.take_all()}
+    clf = inception_hub.load("inception_v1", v1_ckpt)
+    predictions = clf.predict(np.stack([inception_hub.load_image(p, (224, 224)) for p in paths]), 3)
+    expected = dict(zip(paths, predictions, strict=True))
+    assert len(rows) == 12
+    for i, path in enumerate(paths):
+        row, want = rows[path], expected[path]
+        assert row["album"] == f"a{i}" and "bytes" not in row and row["error"] is None
+        assert list(row["labels"]) == [p.label for p in want]
+        assert list(row["indices"]) == [p.index for p in want]
+        np.testing.assert_allclose(row["scores"], [p.score for p in want], atol=1e-5)
+
+
+def test_bad_arguments_are_refused_before_any_work(v1_ckpt, tmp_path):
+    with pytest.raises(InputError, match="feature vectors"):
+        distributed.ModelSource.prepare("classify", "inception_v1/feature_vector", v1_ckpt)
+    with pytest.raises(InputError, match="unknown task"):
+        distributed.ModelSource.prepare("segment", "inception_v1", v1_ckpt)
+    with pytest.raises(InputError, match="no images"):
+        distributed.run_job("embed", [], tmp_path / "out", "inception_v1")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x.txt").write_text("someone else's")
+    with pytest.raises(InceptionHubError, match="not an empty folder"):
+        distributed.run_job("embed", ["a.jpg"], tmp_path / "busy", "inception_v1")
+
+
+# The command line ------------------------------------------------------------------------------
+
+
+def test_classify_cli_on_ray_equals_the_local_cli(photos, v1_ckpt, tmp_path):
+    out = tmp_path / "out"
+    ray_run = _cli(
+        "classify",
+        str(photos),
+        "--engine",
+        "ray",
+        "-o",
+        str(out),
+        "--checkpoint",
+        v1_ckpt,
+        "--partition-size",
+        "16",
+        "-k",
+        "3",
+        check=1,
+    )
+    assert "3 could not be read" in ray_run.stderr and "Traceback" not in ray_run.stderr
+    assert "cannot read" in ray_run.stderr and "truncated.jpg" in ray_run.stderr
+    local = _cli("classify", str(photos), "--checkpoint", v1_ckpt, "-k", "3", "--format", "json", check=1)
+    expected = {r["path"]: r for r in json.loads(local.stdout)}
+
+    parts = sorted(out.glob("part-*.parquet"))
+    assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert (out / "_SUCCESS").is_file()
+    table = distributed.read_output(out)
+    assert table.column_names == ["path", "labels", "indices", "scores", "error"]
+    paths, _ = pipeline.find_images([photos])
+    assert table["path"].to_pylist() == paths  # input order, partition by partition
+    for row in table.to_pylist():
+        want = expected[row["path"]]
+        if "error" in want:
+            assert row["error"] == want["error"] and row["labels"] is None
+        else:
+            assert row["labels"] == [p["label"] for p in want["predictions"]]
+            assert row["indices"] == [p["index"] for p in want["predictions"]]
+            np.testing.assert_allclose(row["scores"], [p["score"] for p in want["predictions"]], atol=1e-5)
+
+    again = _cli("classify", str(photos), "--engine", "ray", "-o", str(out), "--checkpoint", v1_ckpt, check=2)
+    assert "--resume" in again.stderr
+    other = _cli(
+        "classify",
+        str(photos),
+        "--engine",
+        "ray",
+        "-o",
+        str(out),
+        "--checkpoint",
+        v1_ckpt,
+        "--resume",
+        "--partition-size",
+        "8",
+        check=2,
+    )
+    assert "partition_size: 16 then, 8 now" in other.stderr
+    done = _cli(
+        "classify",
+        str(photos),
+        "--engine",
+        "ray",
+        "-o",
+        str(out),
+        "--checkpoint",
+        v1_ckpt,
+        "--partition-size",
+        "16",
+        "-k",
+        "3",
+        "--resume",
+        check=1,
+    )
+    assert "wrote 0 of 3 partitions (3 were already there)" in done.stderr
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _start_job(args: list[str]) -> subprocess.Popen:
+    exe = shutil.which("inception-hub", path=os.path.dirname(sys.executable))
+    return subprocess.Popen([exe, *args, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_partitions(out: Path, proc: subprocess.Popen, count: int) -> None:
+    deadline = time.monotonic() + 240
+    while len(list(out.glob("part-*.parquet"))) < count:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the job wrote no partition in time"
+        time.sleep(0.05)
+
+
+def _check_complete(out: Path, paths: list[str], expected: dict) -> None:
+    table = distributed.read_output(out)
+    assert table["path"].to_pylist() == paths  # complete, in order, and so without duplicates
+    for row in table.to_pylist():
+        want = expected[row["path"]]
+        if isinstance(want, str):
+            assert row["error"] == want and row["features"] is None
+        else:
+            np.testing.assert_allclose(row["features"], want, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_killed_worker_and_killed_driver_then_resume_give_complete_output(many_photos, v1_ckpt, tmp_path):
+    paths, _ = pipeline.find_images([many_photos])
+    total = -(-len(paths) // 8)
+    expected = _local("inception_v1/feature_vector", v1_ckpt, paths)
+    out = tmp_path / "features"
+    args = [
+        "embed",
+        str(many_photos),
+        "--engine",
+        "ray",
+        "-o",
+        str(out),
+        "--checkpoint",
+        v1_ckpt,
+        "--partition-size",
+        "8",
+        "--batch-size",
+        "8",
+    ]
+
+    # A model actor dies mid-run: Ray restarts it and retries its work.
+    job = _start_job(args)
+    _wait_for_partitions(out, job, 1)
+    workers = [p for p in _descendants(job.pid) if "MapWorker" in _cmdline(p)]
+    assert workers, "no model actor found"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    _, err = job.communicate(timeout=300)
+    partitions = len(list(out.glob("part-*.parquet")))
+    if job.returncode == 1:  # finished despite the lost worker (1: the three unreadable files)
+        assert partitions == total and "3 could not be read" in err
+    # Either way, --resume completes what is missing and redoes nothing.
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
+    resumed = _cli(*args, "--resume", check=1)
+    assert f"({partitions} were already there)" in resumed.stderr
+    assert all(p.stat().st_mtime_ns == before[p.name] for p in out.glob("part-*.parquet") if p.name in before)
+    _check_complete(out, paths, expected)
+
+    # The whole job dies (driver and cluster): --resume writes only the missing partitions.
+    out2 = tmp_path / "features2"
+    args2 = [a if a != str(out) else str(out2) for a in args]
+    job = _start_job(args2)
+    _wait_for_partitions(out2, job, 2)
+    family = _descendants(job.pid)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    for pid in family:  # the local cluster goes with its driver
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    written = {p.name: p.stat().st_mtime_ns for p in out2.glob("part-*.parquet")}
+    assert 2 <= len(written) < total
+    assert not list(out2.glob(".part-*")) or all(p.suffix == ".tmp" for p in out2.glob(".part-*"))
+    assert not (out2 / "_SUCCESS").exists()
+    resumed = _cli(*args2, "--resume", check=1)
+    assert f"wrote {total - len(written)} of {total} partitions ({len(written)} were already there)" in resumed.stderr
+    assert all((out2 / name).stat().st_mtime_ns == ns for name, ns in written.items())
+    assert (out2 / "_SUCCESS").is_file()
+    _check_complete(out2, paths, expected)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_address_joins_an_existing_cluster(photos, v1_ckpt, tmp_path):
+    port = _free_port()
+    ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable))
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        out = tmp_path / "emb"
+        deadline = time.monotonic() + 120
+        while True:  # the head takes a few seconds to listen
+            assert head.poll() is None, "ray start --head failed"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Ray head did not start"
+                time.sleep(0.5)
+        proc = _cli(
+            "embed",
+            str(photos),
+            "--engine",
+            "ray",
+            "--address",
+            f"127.0.0.1:{port}",
+            "-o",
+            str(out),
+            "--checkpoint",
+            v1_ckpt,
+        )
+        assert proc.returncode == 1, proc.stderr
+        table = pq.read_table(out)  # the folder reads as one dataset
+        assert table.num_rows == 43 and table["error"].null_count == 40
+    finally:
+        head.send_signal(signal.SIGTERM)
+        head.wait(timeout=60)
+    bad = _cli(
+        "embed",
+        str(photos),
+        "--engine",
+        "ray",
+        "--address",
+        f"127.0.0.1:{port}",
+        "-o",
+        str(tmp_path / "none"),
+        "--checkpoint",
+        v1_ckpt,
+        check=2,
+    )
+    assert "cannot reach a Ray cluster" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_local_engine_refuses_ray_only_flags(photos, v1_ckpt):
+    proc = _cli("embed", str(photos), "-o", "x.npy", "--resume", "--checkpoint", v1_ckpt, check=2)
+    assert "--resume" in proc.stderr and "--engine ray" in proc.stderr
+    proc = _cli("classify", str(photos), "--engine", "ray", "--checkpoint", v1_ckpt, check=2)
+    assert "--output" in proc.stderr
