@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--resume", action="store_true", help="finish an interrupted job: skip partitions written")
         g.add_argument("--partition-size", type=_positive, default=1000, help="images per Parquet file (default 1000)")
         g.add_argument("--num-workers", type=_positive, default=None, help="model actors (default: up to one per CPU)")
-        g.add_argument("--cpus-per-worker", type=_positive, default=1, help="CPUs (engine threads) per model actor")
+        g.add_argument(
+            "--cpus-per-worker",
+            type=_positive,
+            default=None,
+            help="CPUs (engine and decoding threads) per model actor (default: 4, or a whole smaller node)",
+        )
 
     def backend_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
@@ -269,6 +275,9 @@ def _run_ray(args: argparse.Namespace, task: str) -> int:
 
     def on_error(path: str, reason: str) -> None:
         print(f"{PROG}: cannot read {path}: {reason}", file=sys.stderr)
+
+    # SIGTERM unwinds like Ctrl-C, so a local cluster is shut down rather than left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     s = run_job(
         task,

@@ -1,9 +1,9 @@
 """Classify and embed image collections on a Ray cluster, with Ray Data.
 
-The pipeline streams: image paths (or a dataset of paths and bytes) -> decode and preprocess, in
-Ray tasks -> the module, in a pool of Ray actors that each load the model once -> rows. Ray Data's
-backpressure keeps each stage a bounded number of blocks ahead of the next, so memory does not
-grow with the number of images. The weights are read once, by the driver, and reach every actor
+The pipeline streams: blocks of image paths (or a dataset of paths and bytes) -> a pool of Ray
+actors that each load the model once, then decode, preprocess and run batch after batch -> rows.
+Ray Data's backpressure keeps a bounded number of blocks in flight, so memory does not grow with
+the number of images. The weights are read once, by the driver, and reach every actor
 through the object store: workers need the package, not the checkpoint.
 
 `run_job` writes the rows as partitioned Parquet. Partition i holds input paths
@@ -44,6 +44,8 @@ TASKS = ("embed", "classify")
 #: Images per output file: the unit of resuming. ~4 MB of Parquet for 1024-float features.
 DEFAULT_PARTITION_SIZE = 1000
 DEFAULT_BATCH_SIZE = 32
+#: CPUs (engine threads) per model actor, unless nodes are smaller.
+DEFAULT_CPUS_PER_WORKER = 4
 #: Paths per input block: how finely decoding is spread over tasks.
 BLOCK_ROWS = 128
 _FORMAT_VERSION = 1
@@ -221,55 +223,54 @@ def _digest(weights: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-# The two stages ----------------------------------------------------------------------------------
-
-
-def _decode(
-    batch: dict[str, np.ndarray], size: tuple[int, int], central_fraction: float | None
-) -> dict[str, np.ndarray]:
-    """Paths (or `bytes`) -> `image` float32 [N, H, W, 3] and `error` ("" where it decoded: a
-    column of None would not survive Ray's conversions as strings)."""
-    from .images import load_image
-
-    paths = batch["path"]
-    sources = batch.get("bytes", paths)
-    images = np.zeros((len(paths), *size, 3), np.float32)
-    errors = np.full(len(paths), "", dtype=object)
-    for i, source in enumerate(sources):
-        try:
-            images[i] = load_image(
-                source if isinstance(source, bytes) else str(source), size, central_fraction=central_fraction
-            )
-        except ImageDecodeError as e:
-            errors[i] = e.reason
-        except Exception as e:  # one odd file never fails the job
-            errors[i] = f"{type(e).__name__}: {e}"
-    out = {k: v for k, v in batch.items() if k != "bytes"}
-    out["image"] = images
-    out["error"] = errors
-    return out
+# The actor --------------------------------------------------------------------------------------
 
 
 class _Predictor:
-    """A Ray Data actor: loads the module once, then turns decoded batches into output rows."""
+    """A Ray Data actor: loads the module once, then turns batches of paths (or `bytes`) into
+    output rows. Decoding happens here too, on the actor's threads: a separate task stage would
+    need CPUs of its own, and with actors holding every CPU it would never be scheduled."""
 
-    def __init__(self, source: ModelSource, task: str, top_k: int, threads: int | None) -> None:
+    def __init__(
+        self, source: ModelSource, task: str, top_k: int, threads: int, central_fraction: float | None
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.module = source.load(threads)
+        self.size = source.image_size()
         self.task = task
         self.top_k = top_k
+        self.central_fraction = central_fraction
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        images = batch["image"]
-        errors = batch["error"]
-        ok = np.array([not e for e in errors], dtype=bool)
-        outputs = self.module(images[ok]) if ok.any() else np.zeros((0, self.module.output_dim), np.float32)
-        columns = {k: _arrow(v) for k, v in batch.items() if k not in ("image", "error")}
+        sources = batch.get("bytes", batch["path"])
+        decoded = list(self.pool.map(self._decode, sources))
+        ok = np.array([isinstance(d, np.ndarray) for d in decoded], dtype=bool)
+        if ok.any():
+            outputs = self.module(np.stack([d for d in decoded if isinstance(d, np.ndarray)]))
+        else:
+            outputs = np.zeros((0, self.module.output_dim), np.float32)
+        columns = {k: _arrow(v) for k, v in batch.items() if k != "bytes"}
         if self.task == "embed":
             columns["features"] = _fixed_lists(outputs, ok, self.module.output_dim)
         else:
             columns.update(_top_k(outputs, ok, self.top_k, self.module.labels))
-        columns["error"] = pa.array([str(e) if e else None for e in errors], pa.string())
+        columns["error"] = pa.array([None if good else d for d, good in zip(decoded, ok, strict=True)], pa.string())
         return pa.table(columns)
+
+    def _decode(self, source: Any) -> np.ndarray | str:
+        """The module input, or why the image cannot be read."""
+        from .images import load_image
+
+        try:
+            return load_image(
+                source if isinstance(source, bytes) else str(source), self.size, central_fraction=self.central_fraction
+            )
+        except ImageDecodeError as e:
+            return e.reason
+        except Exception as e:  # one odd file never fails the job
+            return f"{type(e).__name__}: {e}"
 
 
 def _arrow(values: np.ndarray) -> pa.Array:
@@ -340,7 +341,7 @@ def pipeline(
     top_k: int = 5,
     batch_size: int = DEFAULT_BATCH_SIZE,
     num_workers: int | tuple[int, int] | None = None,
-    cpus_per_worker: float = 1,
+    cpus_per_worker: float | None = None,
     threads_per_worker: int | None = None,
     backend: str | None = None,
     precision: str = "fp32",
@@ -350,10 +351,11 @@ def pipeline(
 ) -> ray.data.Dataset:
     """The streaming Ray Data pipeline behind `embed` and `classify`.
 
-    num_workers: model actors, a number or a (min, max) range to autoscale in (default: from one
-    up to what the cluster's CPUs allow). cpus_per_worker: Ray CPUs each actor reserves.
-    threads_per_worker: the engine's compute threads in each actor (default: cpus_per_worker,
-    rounded up). address: see `connect`; a local cluster is started if none is attached."""
+    num_workers: model actors, a number or a (min, max) range to autoscale in (default: as many as
+    the cluster's CPUs allow, all started at once). cpus_per_worker: Ray CPUs each actor reserves
+    (default: 4, or a whole node if nodes are smaller). threads_per_worker: the engine's and the
+    decoder's threads in each actor (default: cpus_per_worker, rounded up). address: see
+    `connect`; a local cluster is started if none is attached."""
     if top_k < 1:
         raise InputError(f"top_k must be at least 1, got {top_k}")
     if batch_size < 1:
@@ -367,25 +369,30 @@ def pipeline(
     ).shared()
     ours = not isinstance(paths_or_dataset, ray.data.Dataset) or "bytes" not in paths_or_dataset.schema().names
     ds = _as_dataset(paths_or_dataset)
+    if cpus_per_worker is None:
+        # A few threads per actor: one model copy per core would cost memory, and one actor per
+        # big node would scale poorly across cores. Never more than a node has, or it never starts.
+        node_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+        cpus_per_worker = max(1, min(DEFAULT_CPUS_PER_WORKER, int(max(node_cpus, default=1))))
     if num_workers is None:
-        # Decoding runs inside the actors (Ray Data fuses the two stages), so actors may take every
-        # CPU; a dataset that reads files first keeps one CPU for its read tasks.
+        # Actors may take every CPU; a dataset that reads files first keeps one for its read tasks.
         cpus = ray.cluster_resources().get("CPU", 1) - (0 if ours else 1)
         num_workers = (1, max(1, int(cpus // cpus_per_worker)))
     lo, hi = (num_workers, num_workers) if isinstance(num_workers, int) else num_workers
     threads = threads_per_worker or max(1, int(np.ceil(cpus_per_worker)))
-    ds = ds.map_batches(
-        _decode,
-        batch_format="numpy",
-        batch_size=batch_size,
-        fn_kwargs={"size": source.image_size(), "central_fraction": central_fraction},
-    )
     return ds.map_batches(
         _Predictor,
         batch_format="numpy",
         batch_size=batch_size,
-        fn_constructor_kwargs={"source": source, "task": task, "top_k": top_k, "threads": threads},
-        compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
+        fn_constructor_kwargs={
+            "source": source,
+            "task": task,
+            "top_k": top_k,
+            "threads": threads,
+            "central_fraction": central_fraction,
+        },
+        # A batch job wants every actor from the start; the pool may shrink when work runs out.
+        compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi, initial_size=hi),
         num_cpus=cpus_per_worker,
     )
 
