@@ -251,6 +251,8 @@ MALFORMED = [
     b'{"instances": [{"b64": "aGVsbG8="}, [[[0, 0, 0]]]]}',
     b'{"signature_name": 3, "instances": [[[[0, 0, 0]]]]}',
     b'{"signature_name": "nope", "instances": [[[[0, 0, 0]]]]}',
+    b'{"":null,"signature_name":[null]}',  # found by the fuzz test: an unhashable signature name
+    b'{"signature_name": {"a": 1}, "instances": [[[[0, 0, 0]]]]}',
     b'{"instances": [{"images": {"b64": ""}}]}',
     b"\xff\xfe\x00",
     b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}",

@@ -158,6 +158,8 @@ class ServingCore:
         return model
 
     def signature(self, model: ServedModel, name: str | None) -> Signature:
+        if name is not None and not isinstance(name, str):
+            raise InvalidArgument("signature_name must be a string")
         name = name or "serving_default"
         sig = model.signatures.get(name)
         if sig is None:

@@ -131,8 +131,8 @@ async def predict(request: web.Request) -> web.Response:
     try:
         model = _model(request)
         body = await _json_body(request)
+        columnar, images = _instances(body)  # checks the body's shape, signature_name included
         sig = core.signature(model, body.get("signature_name"))
-        columnar, images = _instances(body)
         x = await _images(core, model, images)
         out = await core.predict(model, sig, x)
         key = "outputs" if columnar else "predictions"
