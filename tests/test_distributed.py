@@ -122,6 +122,22 @@ def test_classify_a_dataset_of_bytes_passes_other_columns_through(cluster, photo
         np.testing.assert_allclose(row["scores"], [p.score for p in want], atol=1e-5)
 
 
+def test_a_saved_model_runs_on_the_actors(cluster, photos, v1_ckpt, tmp_path):
+    from inception_hub.export import export
+
+    saved = export("google/imagenet/inception_v1/classification/5", tmp_path / "m", v1_ckpt, progress=False)
+    paths = sorted(str(p) for p in photos.glob("*.JPEG"))[:6]
+    rows = {r["path"]: r for r in distributed.classify(paths, saved, top_k=2).take_all()}
+    features = {r["path"]: r for r in distributed.embed(paths, saved).take_all()}
+    module = inception_hub.load(saved)
+    x = np.stack([inception_hub.load_image(p, (224, 224)) for p in paths])
+    for path, want, fv in zip(
+        paths, module.predict(x, 2), inception_hub.load(saved, kind="feature_vector")(x), strict=True
+    ):
+        assert list(rows[path]["labels"]) == [p.label for p in want]
+        np.testing.assert_allclose(features[path]["features"], fv, atol=1e-5)
+
+
 def test_bad_arguments_are_refused_before_any_work(v1_ckpt, tmp_path):
     with pytest.raises(InputError, match="feature vectors"):
         distributed.ModelSource.prepare("classify", "inception_v1/feature_vector", v1_ckpt)

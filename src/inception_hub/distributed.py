@@ -44,9 +44,9 @@ TASKS = ("embed", "classify")
 #: Images per output file: the unit of resuming. ~4 MB of Parquet for 1024-float features.
 DEFAULT_PARTITION_SIZE = 1000
 DEFAULT_BATCH_SIZE = 32
-#: CPUs (engine threads) per model actor, unless nodes are smaller.
+#: CPUs (engine and decoding threads) per model actor, unless nodes are smaller.
 DEFAULT_CPUS_PER_WORKER = 4
-#: Paths per input block: how finely decoding is spread over tasks.
+#: Paths per input block: how finely the work is spread over the actors.
 BLOCK_ROWS = 128
 _FORMAT_VERSION = 1
 
@@ -63,7 +63,7 @@ def _ray():
 def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False) -> bool:
     """Attach this process to a Ray cluster, unless it already is.
 
-    `address`: None (or the `RAY_ADDRESS` variable unset) starts a local cluster for this process;
+    `address`: None (with `RAY_ADDRESS` unset) starts a local cluster for this process;
     "auto" joins the cluster started on this machine by `ray start`; "HOST:PORT" or
     "ray://HOST:10001" joins that one. `quiet` keeps workers' logs off this process's stderr.
     Returns True when this call attached (the caller then owns the `ray.shutdown()`)."""
@@ -125,7 +125,6 @@ class ModelSource:
     """What an actor needs to build the module: a spec and the weights (by object reference), or
     the path of a SavedModel written by `export` or `finetune` (which must exist on every node)."""
 
-    name: str
     spec: ModelSpec | None = None
     weights: tuple = ()  # (dict,) here; (ObjectRef,) once shared, nested so Ray passes the reference
     backend: str = "tf"
@@ -165,7 +164,7 @@ class ModelSource:
                 raise InputError(f"{handle} outputs feature vectors; embed with it, or use a classification model")
             path = str(Path(handle).resolve())
             stat = (Path(path) / "saved_model.pb").stat()
-            return cls(path, saved_model=path, kind=kind, identity=f"{path}|{stat.st_mtime_ns}")
+            return cls(saved_model=path, kind=kind, identity=f"{path}|{stat.st_mtime_ns}")
         spec = resolve(os.fspath(handle))
         if task == "classify" and spec.kind != "classification":
             raise InputError(f"{spec.handle} outputs feature vectors; embed with it, or use a classification model")
@@ -174,7 +173,6 @@ class ModelSource:
         backend = choose_backend(backend, precision, spec.arch)
         weights = load_weights(spec.arch, checkpoint, progress=progress)
         return cls(
-            spec.handle,
             spec=spec,
             weights=(dict(weights),),
             backend=backend,
