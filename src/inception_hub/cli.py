@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="local: this process; ray: a Ray Data job writing partitioned Parquet to --output",
         )
         g.add_argument(
-            "--address", metavar="ADDR", help="Ray cluster to join (auto, HOST:PORT, ray://...); default: a local one"
+            "--address",
+            metavar="ADDR",
+            help="Ray cluster to join (auto, HOST:PORT); default: a local one started for the job",
         )
         g.add_argument("--resume", action="store_true", help="finish an interrupted job: skip partitions written")
         g.add_argument("--partition-size", type=_positive, default=1000, help="images per Parquet file (default 1000)")

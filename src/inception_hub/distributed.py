@@ -64,8 +64,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
     """Attach this process to a Ray cluster, unless it already is.
 
     `address`: None (with `RAY_ADDRESS` unset) starts a local cluster for this process;
-    "auto" joins the cluster started on this machine by `ray start`; "HOST:PORT" or
-    "ray://HOST:10001" joins that one. `quiet` keeps workers' logs off this process's stderr.
+    "auto" joins the cluster this machine belongs to (`ray start`); "HOST:PORT" joins that one.
+    `quiet` keeps workers' logs off this process's stderr.
     Returns True when this call attached (the caller then owns the `ray.shutdown()`)."""
     ray = _ray()
     if ray.is_initialized():
