@@ -71,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         g.add_argument("--resume", action="store_true", help="finish an interrupted job: skip partitions written")
         g.add_argument("--partition-size", type=_positive, default=1000, help="images per Parquet file (default 1000)")
-        g.add_argument("--num-workers", type=_positive, default=None, help="model actors (default: up to one per CPU)")
+        g.add_argument(
+            "--num-workers",
+            type=_positive,
+            default=None,
+            help="model actors (default: as many as the cluster's CPUs allow)",
+        )
         g.add_argument(
             "--cpus-per-worker",
             type=_positive,
