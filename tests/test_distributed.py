@@ -156,21 +156,8 @@ def test_bad_arguments_are_refused_before_any_work(v1_ckpt, tmp_path):
 
 def test_classify_cli_on_ray_equals_the_local_cli(photos, v1_ckpt, tmp_path):
     out = tmp_path / "out"
-    ray_run = _cli(
-        "classify",
-        str(photos),
-        "--engine",
-        "ray",
-        "-o",
-        str(out),
-        "--checkpoint",
-        v1_ckpt,
-        "--partition-size",
-        "16",
-        "-k",
-        "3",
-        check=1,
-    )
+    job = ["classify", str(photos), "--engine", "ray", "-o", str(out), "--checkpoint", v1_ckpt]
+    ray_run = _cli(*job, "--partition-size", "16", "-k", "3", check=1)
     assert "3 could not be read" in ray_run.stderr and "Traceback" not in ray_run.stderr
     assert "cannot read" in ray_run.stderr and "truncated.jpg" in ray_run.stderr
     local = _cli("classify", str(photos), "--checkpoint", v1_ckpt, "-k", "3", "--format", "json", check=1)
@@ -192,39 +179,11 @@ def test_classify_cli_on_ray_equals_the_local_cli(photos, v1_ckpt, tmp_path):
             assert row["indices"] == [p["index"] for p in want["predictions"]]
             np.testing.assert_allclose(row["scores"], [p["score"] for p in want["predictions"]], atol=1e-5)
 
-    again = _cli("classify", str(photos), "--engine", "ray", "-o", str(out), "--checkpoint", v1_ckpt, check=2)
+    again = _cli(*job, check=2)
     assert "--resume" in again.stderr
-    other = _cli(
-        "classify",
-        str(photos),
-        "--engine",
-        "ray",
-        "-o",
-        str(out),
-        "--checkpoint",
-        v1_ckpt,
-        "--resume",
-        "--partition-size",
-        "8",
-        check=2,
-    )
+    other = _cli(*job, "--resume", "--partition-size", "8", check=2)
     assert "partition_size: 16 then, 8 now" in other.stderr
-    done = _cli(
-        "classify",
-        str(photos),
-        "--engine",
-        "ray",
-        "-o",
-        str(out),
-        "--checkpoint",
-        v1_ckpt,
-        "--partition-size",
-        "16",
-        "-k",
-        "3",
-        "--resume",
-        check=1,
-    )
+    done = _cli(*job, "--partition-size", "16", "-k", "3", "--resume", check=1)
     assert "wrote 0 of 3 partitions (3 were already there)" in done.stderr
 
 
