@@ -305,6 +305,21 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_address_joins_an_existing_cluster(photos, v1_ckpt, tmp_path):
     port = _free_port()
+
+    def job(out):
+        return [
+            "embed",
+            str(photos),
+            "--engine",
+            "ray",
+            "--address",
+            f"127.0.0.1:{port}",
+            "-o",
+            str(out),
+            "--checkpoint",
+            v1_ckpt,
+        ]
+
     ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable))
     head = subprocess.Popen(
         [ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
@@ -322,37 +337,14 @@ def test_address_joins_an_existing_cluster(photos, v1_ckpt, tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "the Ray head did not start"
                 time.sleep(0.5)
-        proc = _cli(
-            "embed",
-            str(photos),
-            "--engine",
-            "ray",
-            "--address",
-            f"127.0.0.1:{port}",
-            "-o",
-            str(out),
-            "--checkpoint",
-            v1_ckpt,
-        )
+        proc = _cli(*job(out))
         assert proc.returncode == 1, proc.stderr
         table = pq.read_table(out)  # the folder reads as one dataset
         assert table.num_rows == 43 and table["error"].null_count == 40
     finally:
         head.send_signal(signal.SIGTERM)
         head.wait(timeout=60)
-    bad = _cli(
-        "embed",
-        str(photos),
-        "--engine",
-        "ray",
-        "--address",
-        f"127.0.0.1:{port}",
-        "-o",
-        str(tmp_path / "none"),
-        "--checkpoint",
-        v1_ckpt,
-        check=2,
-    )
+    bad = _cli(*job(tmp_path / "none"), check=2)
     assert "cannot reach a Ray cluster" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -147,7 +147,7 @@ class ModelSource:
         """Resolve the handle and read and check the weights, once, in this process."""
         from .engine import choose_backend
         from .module import is_saved_model
-        from .weights import load_weights
+        from .weights import digest, load_weights
 
         if task not in TASKS:
             raise InputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
@@ -177,7 +177,7 @@ class ModelSource:
             weights=(dict(weights),),
             backend=backend,
             precision=precision,
-            identity=_digest(weights),
+            identity=digest(weights),
         )
 
     def shared(self) -> ModelSource:
@@ -211,14 +211,6 @@ class ModelSource:
 
             return tuple(read_metadata(self.saved_model)["default_image_size"])
         return self.spec.image_size
-
-
-def _digest(weights: Mapping[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(weights):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(weights[name]).tobytes())
-    return h.hexdigest()
 
 
 # The actor --------------------------------------------------------------------------------------
@@ -431,11 +423,11 @@ class JobSummary:
     written: int
     skipped: int
     seconds: float
+    processed: int = 0  # images in the partitions written by this run
 
     @property
     def images_per_second(self) -> float:
-        done = self.images * self.written / self.partitions if self.partitions else 0
-        return done / self.seconds if self.seconds else 0.0
+        return self.processed / self.seconds if self.seconds else 0.0
 
 
 def partition_path(output: Path, index: int) -> Path:
@@ -455,6 +447,8 @@ def run_job(
     on_error: Callable[[str, str], None] | None = None,
     progress: bool = True,
     address: str | None = None,
+    backend: str | None = None,
+    precision: str = "fp32",
     **options: Any,
 ) -> JobSummary:
     """Run `task` ("embed" or "classify") over `paths` on Ray and write partitioned Parquet to
@@ -473,7 +467,7 @@ def run_job(
         "task": task,
         "model": os.fspath(handle),
         "top_k": top_k if task == "classify" else None,
-        "precision": options.get("precision", "fp32"),
+        "precision": precision,
         "partition_size": partition_size,
         "images": len(paths),
         "partitions": len(partitions),
@@ -488,8 +482,8 @@ def run_job(
             task,
             handle,
             checkpoint,
-            backend=options.pop("backend", None),
-            precision=options.pop("precision", "fp32"),
+            backend=backend,
+            precision=precision,
             progress=progress,
         )
         if manifest is not None and manifest.get("weights") != source.identity:
@@ -507,6 +501,7 @@ def run_job(
             if attached:
                 _ray().shutdown()
         summary.written = len(pending)
+        summary.processed = sum(len(partitions[i]) for i in pending)
     summary.seconds = time.monotonic() - start
     summary.errors = sum(_errors_in(partition_path(output, i)) for i in range(len(partitions)))
     if all(partition_path(output, i).is_file() for i in range(len(partitions))):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import tarfile
 import tempfile
@@ -30,6 +31,15 @@ Weights = dict[str, np.ndarray]
 
 #: Bookkeeping variables a training checkpoint may carry besides the network.
 IGNORED_VARIABLES = frozenset({"global_step"})
+
+
+def digest(weights: Mapping[str, np.ndarray]) -> str:
+    """sha256 over the variable names and values: which weights these are, wherever they came from."""
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(weights[name]).tobytes())
+    return h.hexdigest()
 
 
 def cache_dir() -> Path:

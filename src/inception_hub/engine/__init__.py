@@ -20,7 +20,7 @@ import numpy as np
 from ..atomic import atomic_file
 from ..catalog import ModelSpec
 from ..errors import InputError
-from ..weights import cache_dir
+from ..weights import cache_dir, digest
 
 BACKENDS = ("tf", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16")
@@ -64,11 +64,7 @@ def onnx_path(spec: ModelSpec, weights: Mapping[str, np.ndarray], source: str | 
         stat = src.stat()
         ident = f"{src.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     else:
-        h = hashlib.sha256()
-        for name in sorted(weights):
-            h.update(name.encode())
-            h.update(np.ascontiguousarray(weights[name]).tobytes())
-        ident = h.hexdigest()
+        ident = digest(weights)
     key = hashlib.sha256(f"{ident}|{spec.kind}|v1".encode()).hexdigest()[:16]
     path = cache_dir() / "engines" / spec.arch / f"{spec.kind}-{key}.onnx"
     if not path.is_file():
