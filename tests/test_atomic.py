@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from inception_hub.atomic import atomic_dir, atomic_file
@@ -36,3 +39,19 @@ def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
         (staging / "b.txt").write_text("second")
     assert [p.name for p in dest.iterdir()] == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_files_honour_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        with atomic_file(tmp_path / "shared.npz") as f:
+            f.write(b"weights")
+        with open(tmp_path / "plain.txt", "w") as f:  # what an ordinary write gives
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "shared.npz").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "shared.npz").stat().st_mode) == stat.S_IMODE(
+        (tmp_path / "plain.txt").stat().st_mode
+    )

@@ -17,6 +17,21 @@ from typing import BinaryIO
 from .errors import InceptionHubError
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where the system allows (changing it is
+    process-wide, so another thread could create a file under the wrong mask meanwhile)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(dest: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write; on success it is flushed to disk and renamed over `dest`."""
@@ -24,6 +39,7 @@ def atomic_file(dest: str | os.PathLike) -> Iterator[BinaryIO]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 would hide a shared cache from its other users
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
