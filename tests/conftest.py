@@ -63,6 +63,20 @@ def checkpoints(synth, synth_weights, tmp_path_factory):
     return paths
 
 
+@pytest.fixture(scope="session")
+def v1_ckpt(checkpoints) -> str:
+    """The inception_v1 reference checkpoint in the 2016 release's format (V1, one file)."""
+    return str(checkpoints["inception_v1", "v1"])
+
+
+@pytest.fixture(scope="session")
+def clf(v1_ckpt):
+    """inception_v1 classification/5 on the reference weights, on the default backend."""
+    import inception_hub
+
+    return inception_hub.load("google/imagenet/inception_v1/classification/5", checkpoint=v1_ckpt)
+
+
 def reference(arch: str, size: str) -> dict[str, np.ndarray]:
     with np.load(REFERENCE / arch / f"reference_seed0_{size}.npz") as z:
         return {k: z[k] for k in z.files}

@@ -40,16 +40,6 @@ def photos(tmp_path):
     return root
 
 
-@pytest.fixture(scope="module")
-def v1_ckpt(checkpoints):
-    return str(checkpoints["inception_v1", "v1"])
-
-
-@pytest.fixture(scope="module")
-def clf(v1_ckpt):
-    return inception_hub.load("inception_v1", checkpoint=v1_ckpt)
-
-
 GOOD_PATHS = 5
 BROKEN = {"empty.jpg": "empty file", "random.png": "not an image", "truncated.jpg": "truncated"}
 

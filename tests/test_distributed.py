@@ -25,6 +25,8 @@ from conftest import IMAGES
 from inception_hub import distributed, pipeline
 from inception_hub.errors import InceptionHubError, InputError
 
+pytestmark = pytest.mark.slow  # starts Ray clusters
+
 SAMPLE = IMAGES / "imagenet-sample"
 BROKEN = {"empty.jpg": b"", "notes.jpg": b"not an image at all"}
 
@@ -50,11 +52,6 @@ def photos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def many_photos(tmp_path_factory):
     return _photos(tmp_path_factory.mktemp("ray") / "many", 300)
-
-
-@pytest.fixture(scope="module")
-def v1_ckpt(checkpoints):
-    return str(checkpoints["inception_v1", "v1"])
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +232,6 @@ def _check_complete(out: Path, paths: list[str], expected: dict) -> None:
             np.testing.assert_allclose(row["features"], want, atol=1e-5)
 
 
-@pytest.mark.slow
 def test_killed_worker_and_killed_driver_then_resume_give_complete_output(many_photos, v1_ckpt, tmp_path):
     paths, _ = pipeline.find_images([many_photos])
     total = -(-len(paths) // 8)
@@ -302,7 +298,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_address_joins_an_existing_cluster(photos, v1_ckpt, tmp_path):
     port = _free_port()
 

@@ -17,6 +17,8 @@ from inception_hub.errors import InceptionHubError
 from inception_hub.export import export, get_expected_image_size
 from inception_hub.export.proto import module_def_v3, read_image_size
 
+pytestmark = pytest.mark.slow  # exports modules, Inception-ResNet-V2 included
+
 
 @pytest.fixture(scope="module")
 def exported(checkpoints, tmp_path_factory):

@@ -17,6 +17,8 @@ from inception_hub import finetune
 from inception_hub.cli import main
 from inception_hub.finetune import DataError
 
+pytestmark = pytest.mark.slow  # trains networks
+
 CLASSES = {"circles": 0.0, "stripes": 0.33, "checkers": 0.66}  # each class has its own hue range
 
 
@@ -62,16 +64,11 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ckpt(checkpoints):
-    return str(checkpoints["inception_v1", "v1"])
-
-
-@pytest.fixture(scope="module")
-def head_only(dataset, ckpt, tmp_path_factory):
+def head_only(dataset, v1_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("head") / "model"
     logs = []
     result = finetune.train(
-        dataset, "inception_v1", out, epochs=8, checkpoint=ckpt, seed=0, progress=False, log=logs.append
+        dataset, "inception_v1", out, epochs=8, checkpoint=v1_ckpt, seed=0, progress=False, log=logs.append
     )
     return result, out, logs
 
@@ -110,7 +107,7 @@ def test_saved_model_reloads_with_the_same_predictions(head_only, dataset):
     assert fv(x).shape == (6, 1024) and fv.labels is None
 
 
-def test_backbone_fine_tuning_from_the_cli_then_classify(dataset, ckpt, tmp_path, capsys):
+def test_backbone_fine_tuning_from_the_cli_then_classify(dataset, v1_ckpt, tmp_path, capsys):
     out = tmp_path / "backbone"
     code = main(
         [
@@ -126,7 +123,7 @@ def test_backbone_fine_tuning_from_the_cli_then_classify(dataset, ckpt, tmp_path
             "--batch-norm-momentum",
             "0.99",
             "--checkpoint",
-            ckpt,
+            v1_ckpt,
             "--no-progress",
         ]
     )
@@ -147,10 +144,10 @@ def test_backbone_fine_tuning_from_the_cli_then_classify(dataset, ckpt, tmp_path
     )
 
 
-def test_same_seed_same_run(dataset, ckpt):
+def test_same_seed_same_run(dataset, v1_ckpt):
     runs = [
         finetune.train(
-            dataset, "inception_v1", None, epochs=2, checkpoint=ckpt, seed=7, progress=False, log=lambda m: None
+            dataset, "inception_v1", None, epochs=2, checkpoint=v1_ckpt, seed=7, progress=False, log=lambda m: None
         ).history
         for _ in range(2)
     ]
@@ -158,7 +155,7 @@ def test_same_seed_same_run(dataset, ckpt):
         np.testing.assert_allclose(runs[0][key], runs[1][key], rtol=1e-5)
 
 
-def test_early_stopping_and_interrupt_keep_the_best_model(dataset, ckpt, tmp_path, monkeypatch):
+def test_early_stopping_and_interrupt_keep_the_best_model(dataset, v1_ckpt, tmp_path, monkeypatch):
     flat = finetune.train(
         dataset,
         "inception_v1",
@@ -166,7 +163,7 @@ def test_early_stopping_and_interrupt_keep_the_best_model(dataset, ckpt, tmp_pat
         epochs=10,
         learning_rate=0.0,
         patience=1,
-        checkpoint=ckpt,
+        checkpoint=v1_ckpt,
         progress=False,
         log=lambda m: None,
     )
@@ -181,24 +178,26 @@ def test_early_stopping_and_interrupt_keep_the_best_model(dataset, ckpt, tmp_pat
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(finetune, "run_epoch", interrupted)
+    monkeypatch.setattr(finetune.training, "run_epoch", interrupted)
     out = tmp_path / "interrupted"
-    result = finetune.train(dataset, "inception_v1", out, epochs=5, checkpoint=ckpt, progress=False, log=lambda m: None)
+    result = finetune.train(
+        dataset, "inception_v1", out, epochs=5, checkpoint=v1_ckpt, progress=False, log=lambda m: None
+    )
     assert result.stopped.startswith("interrupted") and len(result.history["loss"]) == 1
     assert inception_hub.load(str(out)).labels == ("checkers", "circles", "stripes")
 
 
-def test_bad_data_directories(tmp_path, ckpt):
+def test_bad_data_directories(tmp_path, v1_ckpt):
     with pytest.raises(DataError, match="is not a directory"):
-        finetune.train(tmp_path / "missing", checkpoint=ckpt, progress=False)
+        finetune.train(tmp_path / "missing", checkpoint=v1_ckpt, progress=False)
     (tmp_path / "one" / "cats").mkdir(parents=True)
     with pytest.raises(DataError, match="1 class folder.*at least 2"):
-        finetune.train(tmp_path / "one", checkpoint=ckpt, progress=False)
+        finetune.train(tmp_path / "one", checkpoint=v1_ckpt, progress=False)
     make_dataset(tmp_path / "broken", per_class=3)
     for f in (tmp_path / "broken" / "stripes").iterdir():
         f.write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(DataError, match="no usable images for class.*stripes"):
-        finetune.train(tmp_path / "broken", checkpoint=ckpt, progress=False, log=lambda m: None)
+        finetune.train(tmp_path / "broken", checkpoint=v1_ckpt, progress=False, log=lambda m: None)
     with pytest.raises(DataError, match="validation split"):
-        finetune.train(tmp_path / "broken", validation_split=1.5, checkpoint=ckpt, progress=False)
-    assert main(["finetune", str(tmp_path / "one"), "-o", str(tmp_path / "o"), "--checkpoint", ckpt]) == 2
+        finetune.train(tmp_path / "broken", validation_split=1.5, checkpoint=v1_ckpt, progress=False)
+    assert main(["finetune", str(tmp_path / "one"), "-o", str(tmp_path / "o"), "--checkpoint", v1_ckpt]) == 2

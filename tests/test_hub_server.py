@@ -19,6 +19,8 @@ import tf_keras
 
 from conftest import reference
 
+pytestmark = pytest.mark.slow  # starts a hub server and exports modules
+
 
 @pytest.fixture(scope="module")
 def hub_url(checkpoints, tmp_path_factory):

@@ -12,13 +12,6 @@ from inception_hub.errors import InputError
 
 
 @pytest.fixture(scope="module")
-def clf(checkpoints):
-    return inception_hub.load(
-        "google/imagenet/inception_v1/classification/5", checkpoint=checkpoints["inception_v1", "v1"]
-    )
-
-
-@pytest.fixture(scope="module")
 def ref224():
     r = reference("inception_v1", "224x224")
     return r["inputs_u8"].astype(np.float32) / 255, r
@@ -88,3 +81,12 @@ def test_too_small_for_irv2(checkpoints):
     with pytest.raises(InputError, match="too small for inception_resnet_v2 .at least 75"):
         m(np.zeros((1, 64, 64, 3), np.float32))
     assert m(np.zeros((0, 299, 299, 3), np.float32)).shape == (0, 1536)
+
+
+def test_feature_vector_twin_shares_the_tf_network(v1_ckpt, ref224):
+    x, ref = ref224
+    clf = inception_hub.load("inception_v1", checkpoint=v1_ckpt, backend="tf")
+    fv = clf.feature_vector()
+    assert fv.net is clf.net  # one set of variables for both outputs
+    assert fv.labels is None and fv.spec.kind == "feature_vector" and fv.feature_vector() is fv
+    np.testing.assert_allclose(fv(x), ref["feature_vector"], atol=1e-4, rtol=0)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import REFERENCE, SIZES, reference
 from inception_hub.module import min_image_size
-from inception_hub.nets import variable_specs
+from inception_hub.nets import ARCHITECTURES, variable_specs
+from inception_hub.nets.layers import Shape, ShapeBuilder
 from inception_hub.nets.tf_module import InceptionNet
 from inception_hub.weights import read_checkpoint, validate
 
@@ -107,3 +112,24 @@ def test_regularization_losses_cover_the_weights(synth_weights):
 def test_minimum_input_sizes():
     assert min_image_size("inception_v1") == 1
     assert min_image_size("inception_resnet_v2") == 75
+
+
+@pytest.mark.parametrize("arch", list(SIZES))
+def test_shape_comments_are_what_the_definition_computes(arch):
+    """Every `# H x W x C` (or `# C`) comment states its end point's shape at the training size,
+    as TF-Slim's sources do; the ShapeBuilder checks each of them."""
+    a = ARCHITECTURES[arch]
+    b = ShapeBuilder()
+    a.fn(b, Shape(a.default_image_size, a.default_image_size, 3), num_classes=1001)
+    checked = []
+    for line in inspect.getsource(sys.modules[a.fn.__module__]).splitlines():
+        code, _, comment = line.partition("  # ")
+        if not re.fullmatch(r"\d+( x \d+ x \d+)?", comment.strip()):
+            continue
+        names = sorted({n for n in re.findall(r'"(\w+)"', code) if n in b.end_points})
+        assert len(names) == 1, f"a shape comment on a line that names no end point: {line.strip()}"
+        s = b.end_points[names[0]]
+        got = f"{s.height} x {s.width} x {s.channels}" if s.height is not None else f"{s.channels}"
+        assert got == comment.strip(), f"{arch} {names[0]}: the comment says {comment.strip()}, the net gives {got}"
+        checked.append(names[0])
+    assert len(checked) == len(b.end_points)  # and every end point has its comment

@@ -6,19 +6,12 @@ import itertools
 import shutil
 
 import numpy as np
-import pytest
 
-import inception_hub
 from conftest import IMAGES
 from inception_hub.images import load_image
 from inception_hub.pipeline import find_images, run
 
 SAMPLE = sorted((IMAGES / "imagenet-sample").glob("*.JPEG"))[:5]
-
-
-@pytest.fixture(scope="module")
-def clf(checkpoints):
-    return inception_hub.load("inception_v1", checkpoint=checkpoints["inception_v1", "v1"])
 
 
 def test_results_keep_input_order_and_match_the_module(clf, tmp_path):

@@ -33,6 +33,8 @@ from conftest import IMAGES, reference
 from inception_hub.images import load_image
 from inception_hub.serve import Limits, ServingCore, build, run_server
 
+pytestmark = pytest.mark.slow  # starts servers
+
 GRACE = IMAGES / "grace_hopper.jpg"
 SAMPLES = sorted((IMAGES / "imagenet-sample").glob("*.JPEG"))[:6]
 
@@ -95,11 +97,6 @@ def server(models):
     s = Running(models, max_batch=8, batch_timeout_ms=20, workers=1)
     yield s
     s.shutdown()
-
-
-@pytest.fixture(scope="module")
-def clf(checkpoints):
-    return inception_hub.load("inception_v1", checkpoint=checkpoints["inception_v1", "v1"])
 
 
 def test_rest_status_and_metadata(server):

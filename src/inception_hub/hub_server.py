@@ -8,7 +8,6 @@ the modules. A module is exported on its first request and kept in
 
 from __future__ import annotations
 
-import hashlib
 import html
 import http.server
 import os
@@ -20,26 +19,10 @@ import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
-from .catalog import CHECKPOINTS, ModelSpec, all_specs
+from .catalog import CHANGELOG, NUM_CLASSES, ModelSpec, all_specs, signatures
 from .errors import InceptionHubError
 from .export import export
-from .nets import ARCHITECTURES
-from .weights import cache_dir, cache_lock, fetch
-
-CHANGELOG = {
-    1: "TF1 Hub format: graphs for tag sets {} and {train}; signatures default, image_classification "
-    "(classification modules) and image_feature_vector; fixed input size.",
-    3: "Variable input size; a batch_norm_momentum argument (default 0.99) for fine-tuning.",
-    4: "TF2 reusable SavedModel: hub.KerasLayer(..., trainable=True), regularization losses.",
-    5: "A serving_default signature (input images, output logits or feature_vector).",
-}
-PAPERS = {
-    "inception_v1": ("Going deeper with convolutions (Szegedy et al., 2014)", "https://arxiv.org/abs/1409.4842"),
-    "inception_resnet_v2": (
-        "Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning (Szegedy et al., 2016)",
-        "https://arxiv.org/abs/1602.07261",
-    ),
-}
+from .weights import cache_dir, cache_lock, fetch, load_weights
 
 
 class ModuleStore:
@@ -50,21 +33,20 @@ class ModuleStore:
         self.root = root or cache_dir() / "hub"
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._digests: dict[tuple, str] = {}
 
-    def weights_source(self, arch: str) -> Path:
-        """The file the module's weights come from: an explicit checkpoint, or the cached release."""
-        if arch in self.checkpoints:
-            return Path(self.checkpoints[arch]).resolve()
-        return fetch(arch, progress=False)
-
-    def _key(self, spec: ModelSpec, source: Path) -> str:
-        stat = source.stat() if source.exists() else None
-        ident = f"{spec.handle}|{source}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}"
-        return hashlib.sha256(ident.encode()).hexdigest()[:16]
+    def weights_digest(self, arch: str) -> str:
+        """The digest of the weights `arch`'s modules are built from (an explicit checkpoint, or
+        the cached release), read once per weights file while this store lives."""
+        path = Path(self.checkpoints[arch]).resolve() if arch in self.checkpoints else fetch(arch, progress=False)
+        stat = path.stat() if path.exists() else None
+        key = (arch, str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None)
+        if key not in self._digests:
+            self._digests[key] = load_weights(arch, self.checkpoints.get(arch), progress=False).digest
+        return self._digests[key]
 
     def tarball(self, spec: ModelSpec) -> Path:
-        source = self.weights_source(spec.arch)
-        out = self.root / spec.handle / f"{self._key(spec, source)}.tar.gz"
+        out = self.root / spec.handle / f"{self.weights_digest(spec.arch)[:16]}.tar.gz"
         if out.is_file():
             return out
         with self._guard:
@@ -86,14 +68,15 @@ class ModuleStore:
 
 def model_page(spec: ModelSpec, base_url: str) -> str:
     """The HTML page of one module: overview, contract, provenance, usage, changelog."""
-    arch = ARCHITECTURES[spec.arch]
+    card = spec.card
+    arch = card.architecture
     h, w = spec.image_size
     url = f"{base_url}/{spec.handle}"
-    paper, paper_url = PAPERS[spec.arch]
-    ckpt = CHECKPOINTS[spec.arch]
+    paper, paper_url = card.paper
+    ckpt = card.checkpoint
     output = (
-        "logits <code>[batch, 1001]</code>: class 0 is \u201cbackground\u201d, then the 1000 ILSVRC-2012 classes "
-        "in wnid order"
+        f"logits <code>[batch, {NUM_CLASSES}]</code>: class 0 is \u201cbackground\u201d, then the 1000 ILSVRC-2012 "
+        "classes in wnid order"
         if spec.kind == "classification"
         else f"feature vector <code>[batch, {arch.num_features}]</code>: the global average pool before the logits"
     )
@@ -101,8 +84,8 @@ def model_page(spec: ModelSpec, base_url: str) -> str:
     if spec.hub_format == "tf1_hub":
         usage = (
             f'm = hub.load("{url}", tags=[])\n'
-            f'out = m.signatures["{"image_classification" if spec.num_classes else "image_feature_vector"}"]'
-            '(images=images)["default"]'
+            # The signature after "default": image_classification, or image_feature_vector.
+            f'out = m.signatures["{list(signatures(spec.kind, tf1=True))[1]}"](images=images)["default"]'
         )
     else:
         usage = (

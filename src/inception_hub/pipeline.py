@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageDecodeError
-from .images import IMAGE_EXTENSIONS, load_image
+from .batch import Decoded, decode, run_batch
+from .catalog import CENTRAL_FRACTION
+from .images import IMAGE_EXTENSIONS
 from .module import Module
 
 
@@ -76,15 +77,15 @@ def run(
     *,
     batch_size: int = 32,
     workers: int | None = None,
-    central_fraction: float | None = 0.875,
+    central_fraction: float | None = CENTRAL_FRACTION,
 ) -> Iterator[Result]:
     """Yield one Result per path, in input order."""
     size = module.expected_image_size
     workers = workers or min(8, os.cpu_count() or 1)
     ahead = 2 * batch_size  # decoded images waiting for the model, at most
 
-    def decode(path: str) -> np.ndarray:
-        return load_image(path, size, central_fraction=central_fraction)
+    def one(path: str) -> Decoded:
+        return decode(path, size, central_fraction=central_fraction)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
         pending: collections.deque[tuple[str, Future]] = collections.deque()
@@ -97,22 +98,17 @@ def run(
                 if path is None:
                     exhausted = True
                 else:
-                    pending.append((path, pool.submit(decode, path)))
+                    pending.append((path, pool.submit(one, path)))
             if not pending:
                 break
             path, fut = pending.popleft()
-            try:
-                batch.append((path, fut.result()))
-            except ImageDecodeError as e:
+            decoded = fut.result()
+            if isinstance(decoded, str):  # flush first, so results stay in input order
                 yield from _flush(module, batch)
                 batch = []
-                yield Result(path, error=e.reason)
+                yield Result(path, error=decoded)
                 continue
-            except Exception as e:  # never let one odd file end the run
-                yield from _flush(module, batch)
-                batch = []
-                yield Result(path, error=f"{type(e).__name__}: {e}")
-                continue
+            batch.append((path, decoded))
             if len(batch) == batch_size:
                 yield from _flush(module, batch)
                 batch = []
@@ -122,6 +118,6 @@ def run(
 def _flush(module: Module, batch: list[tuple[str, np.ndarray]]) -> Iterator[Result]:
     if not batch:
         return
-    out = module(np.stack([img for _, img in batch]))
-    for (path, _), row in zip(batch, out, strict=True):
+    outputs, _ = run_batch(module, [img for _, img in batch])
+    for (path, _), row in zip(batch, outputs, strict=True):
         yield Result(path, output=row)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import tarfile
@@ -22,12 +23,20 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_file
-from .catalog import CHECKPOINTS, CheckpointSource
+from .catalog import CARDS, CheckpointSource
 from .download import DownloadError, download
 from .errors import CheckpointError, CheckpointMismatchError, WeightsUnavailableError
 from .nets import ARCHITECTURES, variable_specs
 
-Weights = dict[str, np.ndarray]
+
+class Weights(dict):
+    """A network's variables by TF-Slim name (float32 arrays), and `digest`: which weights these
+    are, wherever they came from. The digest keys every cache derived from them (engine models,
+    hub modules, job manifests), so the same weights reached by two paths are converted once."""
+
+    @functools.cached_property
+    def digest(self) -> str:
+        return digest(self)
 
 #: Bookkeeping variables a training checkpoint may carry besides the network.
 IGNORED_VARIABLES = frozenset({"global_step"})
@@ -58,11 +67,11 @@ def checkpoint_url(source: CheckpointSource) -> str:
 
 
 def cached_path(arch: str) -> Path:
-    return cache_dir() / "weights" / arch / (CHECKPOINTS[arch].stem + ".npz")
+    return cache_dir() / "weights" / arch / (CARDS[arch].checkpoint.stem + ".npz")
 
 
 def download_path(arch: str) -> Path:
-    return cache_dir() / "downloads" / CHECKPOINTS[arch].tarball
+    return cache_dir() / "downloads" / CARDS[arch].checkpoint.tarball
 
 
 def is_cached(arch: str) -> bool:
@@ -72,7 +81,7 @@ def is_cached(arch: str) -> bool:
 # Reading ---------------------------------------------------------------------------------------
 
 
-def read_checkpoint(path: str | os.PathLike, arch: str | None = None) -> Weights:
+def read_checkpoint(path: str | os.PathLike, arch: str | None = None) -> dict[str, np.ndarray]:
     """All variables of a checkpoint as float32 arrays, whatever form it comes in."""
     p = Path(path).expanduser()
     name = p.name.lower()
@@ -108,7 +117,7 @@ def _checkpoint_prefix(p: Path) -> str:
     raise CheckpointError(f"{p}: no such checkpoint file (nor a V2 checkpoint prefix with {p.name}.index)")
 
 
-def _read_tf_checkpoint(prefix: str) -> Weights:
+def _read_tf_checkpoint(prefix: str) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
     try:
@@ -123,7 +132,7 @@ def _read_tf_checkpoint(prefix: str) -> Weights:
         ) from None
 
 
-def _read_npz(path: Path) -> Weights:
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k].astype(np.float32, copy=False) for k in z.files}
@@ -131,14 +140,14 @@ def _read_npz(path: Path) -> Weights:
         raise CheckpointError(f"{path}: corrupt weights file ({e}); delete it and fetch again") from None
 
 
-def _read_tarball(path: Path, arch: str | None) -> Weights:
+def _read_tarball(path: Path, arch: str | None) -> dict[str, np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="inception_hub_") as tmp:
         return _read_tf_checkpoint(str(extract_checkpoint(path, Path(tmp), arch)))
 
 
 def extract_checkpoint(tarball: Path, dest_dir: Path, arch: str | None = None) -> Path:
     """Extract only the checkpoint file from a release tarball, refusing links and unsafe paths."""
-    wanted = {CHECKPOINTS[arch].member} if arch else {s.member for s in CHECKPOINTS.values()}
+    wanted = {CARDS[arch].checkpoint.member} if arch else {c.checkpoint.member for c in CARDS.values()}
     try:
         with tarfile.open(tarball, "r:*") as tar:
             names = []
@@ -185,7 +194,7 @@ def validate(arch: str, weights: Mapping[str, np.ndarray], source: str = "checkp
             unexpected,
             mismatched,
         )
-    return {n: np.asarray(weights[n], np.float32) for n in expected}
+    return Weights((n, np.asarray(weights[n], np.float32)) for n in expected)
 
 
 def _mismatch_message(arch, source, present, missing, unexpected, mismatched) -> str:
@@ -203,7 +212,7 @@ def _mismatch_message(arch, source, present, missing, unexpected, mismatched) ->
     show("missing", missing)
     show("unexpected", unexpected)
     show("wrong shape", mismatched)
-    lines.append(f"Use the official TF-Slim release ({CHECKPOINTS[arch].tarball}) or a checkpoint with its names.")
+    lines.append(f"Use the official TF-Slim release ({CARDS[arch].checkpoint.tarball}) or a checkpoint with its names.")
     return "\n".join(lines)
 
 
@@ -255,7 +264,7 @@ def fetch(arch: str, source: str | os.PathLike | None = None, *, progress: bool 
 
 
 def _download_release(arch: str, tarball: Path, progress: bool) -> None:
-    url = checkpoint_url(CHECKPOINTS[arch])
+    url = checkpoint_url(CARDS[arch].checkpoint)
     if offline():
         raise WeightsUnavailableError(
             f"weights for {arch} are not cached and INCEPTION_HUB_OFFLINE is set.{_offline_help(arch, url)}"
@@ -272,7 +281,7 @@ def _offline_help(arch: str, url: str) -> str:
     return (
         f"\nOn a machine with internet, fetch {url}\n"
         f"then either put it at {download_path(arch)}\n"
-        f"or run: inception-hub fetch {arch} --from /path/to/{CHECKPOINTS[arch].tarball}\n"
+        f"or run: inception-hub fetch {arch} --from /path/to/{CARDS[arch].checkpoint.tarball}\n"
         f"(an existing checkpoint also works: load(..., checkpoint=PATH) or --checkpoint PATH)."
     )
 

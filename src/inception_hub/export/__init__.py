@@ -10,11 +10,11 @@ from pathlib import Path
 from ..atomic import atomic_dir
 from ..catalog import ModelSpec, resolve
 from ..errors import InceptionHubError
-from ..labels import imagenet_labels
+from ..metadata import METADATA, read_metadata, write_metadata
 from ..weights import load_weights
 from . import proto
 
-METADATA = "assets.extra/inception_hub.json"
+__all__ = ["METADATA", "export", "get_expected_image_size", "read_metadata", "write_metadata"]
 
 
 def export(
@@ -39,49 +39,6 @@ def export(
             export_tf2(spec, weights, staging)
         write_metadata(spec, staging)
     return Path(outdir)
-
-
-def write_metadata(
-    spec: ModelSpec,
-    moddir: Path,
-    labels: list[str] | tuple[str, ...] | None = None,
-    image_size: tuple[int, int] | None = None,
-    **extra_fields,
-) -> None:
-    """`assets.extra/` (ignored by TensorFlow): what the module is, and its class names."""
-    extra = moddir / "assets.extra"
-    extra.mkdir(parents=True, exist_ok=True)
-    if labels is None and spec.kind == "classification":
-        labels = imagenet_labels()
-    meta = {
-        "handle": spec.handle,
-        "architecture": spec.arch,
-        "kind": spec.kind,
-        "version": spec.version,
-        "format": spec.hub_format,
-        "default_image_size": list(image_size or spec.image_size),
-        "variable_input_size": spec.variable_size,
-        "output_dim": len(labels) if labels else spec.output_dim,
-        "input": "float32 [batch, height, width, 3] RGB in [0, 1]",
-        **extra_fields,
-    }
-    (extra / "inception_hub.json").write_text(json.dumps(meta, indent=1) + "\n")
-    if labels:
-        (extra / "labels.txt").write_text("\n".join(labels) + "\n")
-
-
-def read_metadata(path: str | os.PathLike) -> dict:
-    """What `write_metadata` wrote, with `labels` (a list, or None) read from labels.txt."""
-    p = Path(path)
-    meta_file = p / METADATA
-    if not meta_file.is_file():
-        raise InceptionHubError(
-            f"{p} is a SavedModel without inception-hub metadata ({METADATA}); load it with tf.saved_model.load"
-        )
-    meta = json.loads(meta_file.read_text())
-    labels_file = p / "assets.extra" / "labels.txt"
-    meta["labels"] = labels_file.read_text().splitlines() if labels_file.is_file() else None
-    return meta
 
 
 def get_expected_image_size(path_or_handle: str | os.PathLike) -> tuple[int, int]:

@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ..catalog import ModelSpec
+from ..catalog import FEATURES, LOGITS, ModelSpec, signatures
 from ..nets import ARCHITECTURES, variable_specs
 from ..nets.layers import WEIGHT_DECAY
 from ..nets.tf_builder import TFBuilder
 from . import proto
 
-BN_MOMENTUM = 0.99  # the train graph's BatchNorm momentum (the modules' documented default)
 ATTACHMENTS_COLLECTION = "hub_module_attachments"
 
 
@@ -55,7 +54,7 @@ def _build_graph(spec: ModelSpec, training: bool) -> tuple[tf.Graph, dict, dict,
                 tf.compat.v1.add_to_collection(
                     tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES, WEIGHT_DECAY * tf.nn.l2_loss(variables[s.name])
                 )
-        b = TFBuilder(variables, training=training, batch_norm_momentum=BN_MOMENTUM)
+        b = TFBuilder(variables, training=training)  # the modules' default momentum
         out = nets.build(b, spec.arch, 2.0 * images - 1.0, spec.num_classes)
         scope = ARCHITECTURES[spec.arch].scope
         outputs = {"default": tf.identity(out, name="default")}
@@ -72,15 +71,14 @@ def _signature_defs(spec: ModelSpec, inputs: dict, outputs: dict) -> dict:
     method = tf.compat.v1.saved_model.signature_constants.PREDICT_METHOD_NAME
     ins = {k: info(v) for k, v in inputs.items()}
     scope = ARCHITECTURES[spec.arch].scope
-    features = outputs[f"{scope}/global_pool"]
+    # The main output is the tensor named "default"; the others read their end point.
+    computed = {FEATURES: outputs[f"{scope}/global_pool"]}
+    computed[LOGITS if spec.num_classes else FEATURES] = outputs["default"]
     endpoints = {k: info(v) for k, v in outputs.items() if k != "default"}
-    defs = {
-        "default": sig(ins, {"default": info(outputs["default"]), **endpoints}, method),
-        "image_feature_vector": sig(ins, {"default": info(features), **endpoints}, method),
+    return {
+        name: sig(ins, {s.output_key: info(computed[s.output]), **endpoints}, method)
+        for name, s in signatures(spec.kind, tf1=True).items()
     }
-    if spec.kind == "classification":
-        defs["image_classification"] = sig(ins, {"default": info(outputs["default"]), **endpoints}, method)
-    return defs
 
 
 def export_tf1_hub(spec: ModelSpec, weights: Mapping[str, np.ndarray], outdir: Path) -> None:

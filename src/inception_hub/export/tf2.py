@@ -1,6 +1,6 @@
 """Versions 4 and 5: TF2 reusable SavedModels, as `hub.KerasLayer` and `hub.load` expect.
 
-The object has `__call__(images, training=False, batch_norm_momentum=0.99)` traced for both
+The object has `__call__(images, training=False, batch_norm_momentum=BATCH_NORM_MOMENTUM)` traced for both
 values of `training` (images `[None, None, None, 3]` float32 in [0, 1]), and the attributes
 `variables`, `trainable_variables` (no BatchNorm moving statistics) and
 `regularization_losses` (one callable: L2 4e-5 on the weights, as TF-Slim trained).
@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ..catalog import ModelSpec
+from ..catalog import LOGITS, ModelSpec, Signature
+from ..catalog import signatures as catalog_signatures
+from ..nets.layers import BATCH_NORM_MOMENTUM
 from ..nets.tf_module import InceptionNet
 
 IMAGES = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
@@ -36,7 +38,7 @@ def build_saved_model_root(net: Any) -> tf.train.Checkpoint:
     root.net = net
 
     @tf.function
-    def call(images, training=False, batch_norm_momentum=0.99):
+    def call(images, training=False, batch_norm_momentum=BATCH_NORM_MOMENTUM):
         return net(images, training=training, batch_norm_momentum=batch_norm_momentum)
 
     for training in (False, True):
@@ -58,24 +60,16 @@ def signatures(root: tf.train.Checkpoint, spec: ModelSpec) -> dict[str, tf.types
     if spec.version < 5:
         return {}
     net = root.net
-    main_output = "logits" if spec.kind == "classification" else "feature_vector"
 
-    @tf.function(input_signature=[IMAGES])
-    def serving(images):
-        return {main_output: net(images)}
+    def concrete(sig: Signature) -> tf.types.experimental.ConcreteFunction:
+        @tf.function(input_signature=[IMAGES])
+        def fn(images):
+            out = net(images) if sig.output == LOGITS else net.run(images)[1]["global_pool"]
+            return {sig.output_key: out}
 
-    @tf.function(input_signature=[IMAGES])
-    def features(images):
-        return {"default": net.run(images)[1]["global_pool"]}
+        return fn.get_concrete_function()
 
-    @tf.function(input_signature=[IMAGES])
-    def classification(images):
-        return {"default": net(images)}
-
-    out = {"serving_default": serving.get_concrete_function(), "image_feature_vector": features.get_concrete_function()}
-    if spec.kind == "classification":
-        out["image_classification"] = classification.get_concrete_function()
-    return out
+    return {name: concrete(sig) for name, sig in catalog_signatures(spec.kind).items()}
 
 
 def export_tf2(spec: ModelSpec, weights: Mapping[str, np.ndarray], outdir: Path) -> None:

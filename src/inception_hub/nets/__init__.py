@@ -3,46 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from . import inception_resnet_v2, inception_v1
-from .layers import Builder, Shape, ShapeBuilder, VariableSpec
+from .layers import NUM_CLASSES, Architecture, Builder, Shape, ShapeBuilder, VariableSpec
 
-
-@dataclass(frozen=True)
-class Architecture:
-    """A network definition and its fixed facts."""
-
-    name: str
-    scope: str
-    fn: Callable[..., Any]
-    default_image_size: int
-    num_features: int
-    has_aux_logits: bool
-
-
+#: Every network, by name. A new one is a net file declaring its ARCHITECTURE, listed here.
 ARCHITECTURES: dict[str, Architecture] = {
-    "inception_v1": Architecture(
-        "inception_v1",
-        inception_v1.SCOPE,
-        inception_v1.inception_v1,
-        inception_v1.DEFAULT_IMAGE_SIZE,
-        inception_v1.NUM_FEATURES,
-        False,
-    ),
-    "inception_resnet_v2": Architecture(
-        "inception_resnet_v2",
-        inception_resnet_v2.SCOPE,
-        inception_resnet_v2.inception_resnet_v2,
-        inception_resnet_v2.DEFAULT_IMAGE_SIZE,
-        inception_resnet_v2.NUM_FEATURES,
-        True,
-    ),
+    a.name: a for a in (inception_v1.ARCHITECTURE, inception_resnet_v2.ARCHITECTURE)
 }
-
-NUM_CLASSES = 1001
 
 
 def build(b: Builder, arch: str, inputs: Any, num_classes: int | None, create_aux_logits: bool = False) -> Any:
@@ -62,4 +31,29 @@ def variable_specs(arch: str, include_top: bool = True, include_aux: bool = Fals
     return tuple(b.variables)
 
 
-__all__ = ["ARCHITECTURES", "NUM_CLASSES", "Architecture", "Builder", "VariableSpec", "build", "variable_specs"]
+@functools.lru_cache(maxsize=256)
+def fits(arch: str, height: int, width: int) -> bool:
+    """Whether the network's VALID convolutions and pools accept this input size."""
+    try:
+        ARCHITECTURES[arch].fn(ShapeBuilder(), Shape(height, width, 3), num_classes=None)
+    except ValueError:
+        return False
+    return True
+
+
+def min_image_size(arch: str) -> int:
+    """Smallest square input the network accepts."""
+    return next(s for s in range(1, 1024) if fits(arch, s, s))
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "NUM_CLASSES",
+    "Architecture",
+    "Builder",
+    "VariableSpec",
+    "build",
+    "fits",
+    "min_image_size",
+    "variable_specs",
+]

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .layers import Builder
+from .layers import NUM_CLASSES, Architecture, Builder
 
 SCOPE = "InceptionResnetV2"
-DEFAULT_IMAGE_SIZE = 299
-NUM_FEATURES = 1536
 
 
 def block35(b: Builder, net: Any, scale: float) -> Any:
@@ -65,15 +63,18 @@ def repeat(b: Builder, net: Any, repeat_scope: str, block: Any, name: str, count
 
 
 def inception_resnet_v2_base(b: Builder, inputs: Any) -> tuple[Any, Any]:
-    """Inputs in [-1, 1] up to `Conv2d_7b_1x1`; returns it and the `PreAuxLogits` activation."""
+    """Inputs in [-1, 1] up to `Conv2d_7b_1x1`; returns it and the `PreAuxLogits` activation.
+
+    Shapes in the comments are for the 299 x 299 x 3 training size."""
     ep = b.end_point
-    net = ep("Conv2d_1a_3x3", b.conv2d(inputs, 32, 3, stride=2, padding="VALID", scope="Conv2d_1a_3x3"))
-    net = ep("Conv2d_2a_3x3", b.conv2d(net, 32, 3, padding="VALID", scope="Conv2d_2a_3x3"))
-    net = ep("Conv2d_2b_3x3", b.conv2d(net, 64, 3, scope="Conv2d_2b_3x3"))
-    net = ep("MaxPool_3a_3x3", b.max_pool2d(net, 3, stride=2, padding="VALID"))
-    net = ep("Conv2d_3b_1x1", b.conv2d(net, 80, 1, padding="VALID", scope="Conv2d_3b_1x1"))
-    net = ep("Conv2d_4a_3x3", b.conv2d(net, 192, 3, padding="VALID", scope="Conv2d_4a_3x3"))
-    net = ep("MaxPool_5a_3x3", b.max_pool2d(net, 3, stride=2, padding="VALID"))
+    net = b.conv2d(inputs, 32, 3, stride=2, padding="VALID", scope="Conv2d_1a_3x3")
+    net = ep("Conv2d_1a_3x3", net)  # 149 x 149 x 32
+    net = ep("Conv2d_2a_3x3", b.conv2d(net, 32, 3, padding="VALID", scope="Conv2d_2a_3x3"))  # 147 x 147 x 32
+    net = ep("Conv2d_2b_3x3", b.conv2d(net, 64, 3, scope="Conv2d_2b_3x3"))  # 147 x 147 x 64
+    net = ep("MaxPool_3a_3x3", b.max_pool2d(net, 3, stride=2, padding="VALID"))  # 73 x 73 x 64
+    net = ep("Conv2d_3b_1x1", b.conv2d(net, 80, 1, padding="VALID", scope="Conv2d_3b_1x1"))  # 73 x 73 x 80
+    net = ep("Conv2d_4a_3x3", b.conv2d(net, 192, 3, padding="VALID", scope="Conv2d_4a_3x3"))  # 71 x 71 x 192
+    net = ep("MaxPool_5a_3x3", b.max_pool2d(net, 3, stride=2, padding="VALID"))  # 35 x 35 x 192
 
     with b.scope("Mixed_5b"):
         with b.scope("Branch_0"):
@@ -88,7 +89,7 @@ def inception_resnet_v2_base(b: Builder, inputs: Any) -> tuple[Any, Any]:
         with b.scope("Branch_3"):
             b3 = b.avg_pool2d(net, 3, stride=1, padding="SAME")
             b3 = b.conv2d(b3, 64, 1, scope="Conv2d_0b_1x1")
-        net = ep("Mixed_5b", b.concat([b0, b1, b2, b3]))
+        net = ep("Mixed_5b", b.concat([b0, b1, b2, b3]))  # 35 x 35 x 320
 
     net = repeat(b, net, "Repeat", block35, "block35", 10, scale=0.17)
 
@@ -101,10 +102,10 @@ def inception_resnet_v2_base(b: Builder, inputs: Any) -> tuple[Any, Any]:
             b1 = b.conv2d(b1, 384, 3, stride=2, padding="VALID", scope="Conv2d_1a_3x3")
         with b.scope("Branch_2"):
             b2 = b.max_pool2d(net, 3, stride=2, padding="VALID")
-        net = ep("Mixed_6a", b.concat([b0, b1, b2]))
+        net = ep("Mixed_6a", b.concat([b0, b1, b2]))  # 17 x 17 x 1088
 
     net = repeat(b, net, "Repeat_1", block17, "block17", 20, scale=0.10)
-    pre_aux = net = ep("PreAuxLogits", net)
+    pre_aux = net = ep("PreAuxLogits", net)  # 17 x 17 x 1088
 
     with b.scope("Mixed_7a"):
         with b.scope("Branch_0"):
@@ -119,13 +120,13 @@ def inception_resnet_v2_base(b: Builder, inputs: Any) -> tuple[Any, Any]:
             b2 = b.conv2d(b2, 320, 3, stride=2, padding="VALID", scope="Conv2d_1a_3x3")
         with b.scope("Branch_3"):
             b3 = b.max_pool2d(net, 3, stride=2, padding="VALID")
-        net = ep("Mixed_7a", b.concat([b0, b1, b2, b3]))
+        net = ep("Mixed_7a", b.concat([b0, b1, b2, b3]))  # 8 x 8 x 2080
 
     net = repeat(b, net, "Repeat_2", block8, "block8", 9, scale=0.20)
     # The last block is unscaled and has no ReLU: Conv2d_7b_1x1's BatchNorm follows directly.
     with b.scope("Block8"):
         net = block8(b, net, scale=1.0, activation=False)
-    net = ep("Conv2d_7b_1x1", b.conv2d(net, 1536, 1, scope="Conv2d_7b_1x1"))
+    net = ep("Conv2d_7b_1x1", b.conv2d(net, 1536, 1, scope="Conv2d_7b_1x1"))  # 8 x 8 x 1536
     return net, pre_aux
 
 
@@ -140,17 +141,27 @@ def aux_logits(b: Builder, net: Any, num_classes: int) -> Any:
 
 
 def inception_resnet_v2(
-    b: Builder, inputs: Any, num_classes: int | None = 1001, create_aux_logits: bool = False
+    b: Builder, inputs: Any, num_classes: int | None = NUM_CLASSES, create_aux_logits: bool = False
 ) -> Any:
     """Logits [N, num_classes], or the 1536-d feature vector when `num_classes` is None."""
     with b.scope(SCOPE):
         net, pre_aux = inception_resnet_v2_base(b, inputs)
         if create_aux_logits:
-            aux_logits(b, pre_aux, num_classes or 1001)
-        features = b.end_point("global_pool", b.global_pool(net))
+            aux_logits(b, pre_aux, num_classes or NUM_CLASSES)
+        features = b.end_point("global_pool", b.global_pool(net))  # 1536
         if num_classes is None:
             return features
         with b.scope("Logits"):
             net = b.dropout(features)
             logits = b.fully_connected(net, num_classes, scope="Logits")
-        return b.end_point("Logits", logits)
+        return b.end_point("Logits", logits)  # 1001
+
+
+ARCHITECTURE = Architecture(
+    name="inception_resnet_v2",
+    scope=SCOPE,
+    fn=inception_resnet_v2,
+    default_image_size=299,
+    num_features=1536,
+    has_aux_logits=True,
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +23,26 @@ BN_EPSILON = 1e-3
 DROPOUT_KEEP_PROB = 0.8
 #: L2 weight decay TF-Slim trained both networks with (arg scope weight_decay=0.00004).
 WEIGHT_DECAY = 4e-5
+#: BatchNorm momentum of training mode: the published modules' `batch_norm_momentum` default.
+BATCH_NORM_MOMENTUM = 0.99
+#: ImageNet classes of the released checkpoints: "background" and the 1000 ILSVRC-2012 ones.
+NUM_CLASSES = 1001
 
 
 def pair(k: Kernel) -> tuple[int, int]:
     return (k, k) if isinstance(k, int) else (int(k[0]), int(k[1]))
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a network definition fixes: each net file declares its own."""
+
+    name: str
+    scope: str  # the checkpoint's top-level variable scope
+    fn: Callable[..., Any]  # fn(b, inputs, num_classes=..., create_aux_logits=...)
+    default_image_size: int  # the training size, and the fixed input size of version 1
+    num_features: int  # width of the pooled feature vector
+    has_aux_logits: bool = False
 
 
 @dataclass(frozen=True)

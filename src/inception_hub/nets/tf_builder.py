@@ -7,7 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from .layers import BN_EPSILON, DROPOUT_KEEP_PROB, Builder, pair
+from .layers import BATCH_NORM_MOMENTUM, BN_EPSILON, DROPOUT_KEEP_PROB, Builder, pair
 
 
 class TFBuilder(Builder):
@@ -24,7 +24,7 @@ class TFBuilder(Builder):
         variables: Mapping[str, tf.Variable],
         *,
         training: bool = False,
-        batch_norm_momentum: Any = 0.99,
+        batch_norm_momentum: Any = BATCH_NORM_MOMENTUM,
     ) -> None:
         super().__init__()
         self.variables = variables

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import build, variable_specs
-from .layers import WEIGHT_DECAY
+from .layers import BATCH_NORM_MOMENTUM, WEIGHT_DECAY
 from .tf_builder import TFBuilder
 
 
@@ -28,11 +28,13 @@ class InceptionNet(tf.Module):
             s.name: tf.Variable(weights[s.name], trainable=s.trainable, name=s.name) for s in self.specs
         }
 
-    def __call__(self, images: tf.Tensor, training: bool = False, batch_norm_momentum: float = 0.99) -> tf.Tensor:
+    def __call__(
+        self, images: tf.Tensor, training: bool = False, batch_norm_momentum: float = BATCH_NORM_MOMENTUM
+    ) -> tf.Tensor:
         return self.run(images, training, batch_norm_momentum)[0]
 
     def run(
-        self, images: tf.Tensor, training: bool = False, batch_norm_momentum: float = 0.99
+        self, images: tf.Tensor, training: bool = False, batch_norm_momentum: float = BATCH_NORM_MOMENTUM
     ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """Output and all end points (`Conv2d_1a_7x7`, ..., `global_pool`, `Logits`)."""
         b = TFBuilder(self.slim_variables, training=training, batch_norm_momentum=batch_norm_momentum)

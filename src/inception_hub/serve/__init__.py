@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ..catalog import resolve
+from ..metadata import is_saved_model
 from .core import Limits, ServingCore
 from .grpc_service import make_grpc_server
 from .models import ServedModel, build
@@ -74,9 +76,6 @@ def serve(
     checkpoints = checkpoints or {}
     served = []
     for name in models:
-        from ..catalog import resolve
-        from ..module import is_saved_model
-
         ckpt = None if is_saved_model(name) else checkpoints.get(resolve(name).arch)
         served.append(build(name, ckpt, backend))
     core = ServingCore(served, max_batch=max_batch, batch_timeout_ms=batch_timeout_ms, workers=workers, limits=limits)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..errors import ImageDecodeError
-from ..images import decode_image, preprocess
+from ..batch import decode
+from ..errors import InputError
+from ..inputs import check_images
 from .batcher import Batcher, Overloaded, ShuttingDown
 from .models import ServedModel, Signature
 
@@ -33,28 +34,16 @@ class ServingError(Exception):
         self.message = message
 
 
-class NotFound(ServingError):
-    http_status, grpc_code = 404, "NOT_FOUND"
+def _error(name: str, http_status: int, grpc_code: str, doc: str) -> type[ServingError]:
+    return type(name, (ServingError,), {"http_status": http_status, "grpc_code": grpc_code, "__doc__": doc})
 
 
-class InvalidArgument(ServingError):
-    http_status, grpc_code = 400, "INVALID_ARGUMENT"
-
-
-class TooLarge(ServingError):
-    http_status, grpc_code = 413, "INVALID_ARGUMENT"
-
-
-class ResourceExhausted(ServingError):
-    http_status, grpc_code = 429, "RESOURCE_EXHAUSTED"
-
-
-class DeadlineExceeded(ServingError):
-    http_status, grpc_code = 504, "DEADLINE_EXCEEDED"
-
-
-class Unavailable(ServingError):
-    http_status, grpc_code = 503, "UNAVAILABLE"
+NotFound = _error("NotFound", 404, "NOT_FOUND", "No such model, version or signature.")
+InvalidArgument = _error("InvalidArgument", 400, "INVALID_ARGUMENT", "A request the server cannot run.")
+TooLarge = _error("TooLarge", 413, "INVALID_ARGUMENT", "A request over the size limits.")
+ResourceExhausted = _error("ResourceExhausted", 429, "RESOURCE_EXHAUSTED", "The queue is full: back off, retry.")
+DeadlineExceeded = _error("DeadlineExceeded", 504, "DEADLINE_EXCEEDED", "No answer within the request timeout.")
+Unavailable = _error("Unavailable", 503, "UNAVAILABLE", "The server is shutting down.")
 
 
 @dataclass(frozen=True)
@@ -170,36 +159,32 @@ class ServingCore:
 
     # Inputs -------------------------------------------------------------------------------------
 
-    def check_array(self, x: np.ndarray) -> np.ndarray:
-        if x.dtype == object or x.ndim != 4 or x.shape[-1] != 3:
-            raise InvalidArgument(
-                f"images must be float arrays of shape [height, width, 3] per instance "
-                f"([N, H, W, 3] in all), got shape {list(x.shape)}"
+    def check_array(self, model: ServedModel, x: np.ndarray) -> np.ndarray:
+        """The module input contract and this server's limits, before any queueing."""
+        try:
+            return check_images(
+                x,
+                name=model.name,
+                arch=model.module.spec.arch,
+                fixed_size=model.fixed_size,
+                max_images=self.limits.max_images,
+                max_pixels=self.limits.max_pixels,
             )
-        if not 1 <= len(x) <= self.limits.max_images:
-            raise InvalidArgument(f"a request holds 1 to {self.limits.max_images} images, got {len(x)}")
-        if x.shape[1] * x.shape[2] > self.limits.max_pixels or min(x.shape[1:3]) < 1:
-            raise InvalidArgument(f"image size {x.shape[1]}x{x.shape[2]} is outside the accepted range")
-        x = x.astype(np.float32, copy=False)
-        if not np.isfinite(x).all():
-            raise InvalidArgument("images contain NaN or infinite values")
-        if x.min() < -1e-3 or x.max() > 1 + 1e-3:
-            raise InvalidArgument(f"image values must be in [0, 1], got [{x.min():.3g}, {x.max():.3g}]")
-        return x
+        except InputError as e:
+            raise InvalidArgument(str(e)) from None
 
     async def decode(self, model: ServedModel, encoded: list[bytes]) -> np.ndarray:
         """Decode JPEG/PNG bytes and apply the eval preprocessing, off the event loop."""
         if not 1 <= len(encoded) <= self.limits.max_images:
             raise InvalidArgument(f"a request holds 1 to {self.limits.max_images} images, got {len(encoded)}")
         loop = asyncio.get_running_loop()
-
-        def one(data: bytes) -> np.ndarray:
-            return preprocess(decode_image(data, max_pixels=self.limits.max_pixels), model.image_size)
-
-        try:
-            images = await asyncio.gather(*(loop.run_in_executor(self.decoding, one, d) for d in encoded))
-        except ImageDecodeError as e:
-            raise InvalidArgument(f"cannot decode image: {e.reason}") from None
+        size, max_pixels = model.image_size, self.limits.max_pixels
+        images = await asyncio.gather(
+            *(loop.run_in_executor(self.decoding, lambda d=d: decode(d, size, max_pixels=max_pixels)) for d in encoded)
+        )
+        for image in images:
+            if isinstance(image, str):
+                raise InvalidArgument(f"cannot decode image: {image}")
         return np.stack(images)
 
     @staticmethod
@@ -214,9 +199,7 @@ class ServingCore:
     async def predict(self, model: ServedModel, sig: Signature, images: np.ndarray) -> np.ndarray:
         if self.draining:
             raise Unavailable("the server is shutting down")
-        x = self.check_array(images)
-        if not model.module.spec.variable_size and tuple(x.shape[1:3]) != model.image_size:
-            raise InvalidArgument(f"model {model.name} takes {model.image_size[0]}x{model.image_size[1]} images")
+        x = self.check_array(model, images)
         batcher = self.batchers[model.name, sig.output]
         try:
             return await asyncio.wait_for(batcher.submit(x), self.limits.timeout_s)

@@ -34,7 +34,7 @@ def _abort_code(e: ServingError) -> grpc.StatusCode:
 
 
 def signature_def_map(model: ServedModel) -> meta_graph_pb2.SignatureDef:
-    h, w = model.image_size if not model.module.spec.variable_size else (-1, -1)
+    h, w = model.fixed_size or (-1, -1)
     sig_map = get_model_metadata_pb2.SignatureDefMap()
     for name, sig in model.signatures.items():
         d = sig_map.signature_def[name]

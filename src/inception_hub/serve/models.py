@@ -1,30 +1,25 @@
 """What the server serves: models by name, their signatures, and how a batch is computed.
 
-Each model has the signatures of the published modules: `serving_default` (output `logits` for
-classifiers, `feature_vector` otherwise), `image_classification` (classifiers; output `default`)
-and `image_feature_vector` (output `default`). Every signature takes `images`: float32
-`[N, H, W, 3]` in [0, 1], or encoded JPEG/PNG bytes that the server decodes and preprocesses.
+Each model has the signatures of the published modules (`catalog.signatures`): `serving_default`
+(output `logits` for classifiers, `feature_vector` otherwise), `image_classification`
+(classifiers; output `default`) and `image_feature_vector` (output `default`). Every signature
+takes `images`: float32 `[N, H, W, 3]` in [0, 1], or encoded JPEG/PNG bytes that the server
+decodes and preprocesses.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..module import Module, is_saved_model, load, tf_runner
+from ..catalog import FEATURES, LOGITS, Signature, signatures
+from ..module import Module, open_source
+from ..source import resolve_source
 
-LOGITS, FEATURES = "logits", "feature_vector"
-
-
-@dataclass(frozen=True)
-class Signature:
-    name: str
-    output: str  # which computation: LOGITS or FEATURES
-    output_key: str  # the name of the output tensor in the response
+__all__ = ["FEATURES", "LOGITS", "ServedModel", "Signature", "build"]
 
 
 @dataclass
@@ -42,6 +37,11 @@ class ServedModel:
     def image_size(self) -> tuple[int, int]:
         return self.module.expected_image_size
 
+    @property
+    def fixed_size(self) -> tuple[int, int] | None:
+        """The only size a version-1 module takes; None when any size goes."""
+        return None if self.module.spec.variable_size else self.image_size
+
     def output_dim(self, output: str) -> int:
         return self.compute_dims[output]
 
@@ -50,42 +50,22 @@ def build(name_or_path: str, checkpoint: str | None = None, backend: str | None 
     """A served model from a handle or short name (`inception_v1`), or an exported folder.
 
     Named after the folder, or the architecture (`inception_v1`, `inception_v1_feature_vector`)."""
-    if is_saved_model(name_or_path):
-        module = load(name_or_path)
-        features = load(name_or_path, kind="feature_vector")
-        name = Path(name_or_path).resolve().name
+    source = resolve_source(name_or_path, checkpoint, backend=backend)
+    module = open_source(source)
+    if source.saved_model is not None:
+        name = Path(source.saved_model).name
     else:
-        module = load(name_or_path, checkpoint, backend=backend)
-        if module.backend == "tf" and module.labels:
-            net = module.net  # one set of weights for both outputs
-            features = Module(
-                dataclasses.replace(module.spec, kind="feature_vector"),
-                tf_runner(lambda x: net.run(x)[1]["global_pool"]),
-                labels=None,
-            )
-        else:
-            features = load(name_or_path, checkpoint, kind="feature_vector", backend=backend)
         name = module.spec.arch + ("" if module.labels else "_feature_vector")
-    compute = {FEATURES: features}
+    compute = {FEATURES: module.feature_vector()}  # one set of weights for both outputs where possible
     if module.labels:
         compute[LOGITS] = module
-    return _with_signatures(ServedModel(name, module, {k: _whole(m) for k, m in compute.items()}))
+    model = ServedModel(name, module, {k: _whole(m) for k, m in compute.items()})
+    model.signatures = signatures("classification" if module.labels else "feature_vector")
+    probe = np.zeros((1, *model.image_size, 3), np.float32)  # also warms up (traces) each function
+    model.compute_dims = {k: int(fn(probe).shape[-1]) for k, fn in model.compute.items()}
+    return model
 
 
 def _whole(module: Module) -> Callable[[np.ndarray], np.ndarray]:
     """Run a batch as one forward pass (the batcher already sized it)."""
     return lambda x: module(x, batch_size=max(len(x), 1))
-
-
-def _with_signatures(model: ServedModel) -> ServedModel:
-    sigs = {}
-    if LOGITS in model.compute:
-        sigs["serving_default"] = Signature("serving_default", LOGITS, "logits")
-        sigs["image_classification"] = Signature("image_classification", LOGITS, "default")
-    else:
-        sigs["serving_default"] = Signature("serving_default", FEATURES, "feature_vector")
-    sigs["image_feature_vector"] = Signature("image_feature_vector", FEATURES, "default")
-    model.signatures = sigs
-    probe = np.zeros((1, *model.image_size, 3), np.float32)  # also warms up (traces) each function
-    model.compute_dims = {k: int(fn(probe).shape[-1]) for k, fn in model.compute.items()}
-    return model

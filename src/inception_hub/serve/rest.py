@@ -77,7 +77,7 @@ async def status(request: web.Request) -> web.Response:
 
 def signature_def_json(model: ServedModel) -> dict[str, Any]:
     """The signatures as TF Serving's metadata JSON renders SignatureDefs."""
-    h, w = model.image_size if not model.module.spec.variable_size else (-1, -1)
+    h, w = model.fixed_size or (-1, -1)
     out = {}
     for name, sig in model.signatures.items():
         dim = model.output_dim(sig.output)

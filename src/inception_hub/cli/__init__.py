@@ -1,0 +1,39 @@
+"""`inception-hub`: classify and embed images, list models, fetch weights, export, fine-tune
+and serve.
+
+Exit status: 0 on success, 1 when some images could not be read (the others are still
+processed and written), 2 for a usage, model or weights error.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import InceptionHubError
+from .parser import PROG, build_parser
+
+#: Commands that load TensorFlow: it is imported up front, with its start-up banners silenced.
+TF_COMMANDS = ("classify", "embed", "fetch", "export", "serve-hub", "finetune", "serve")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    if args.func.__name__.removeprefix("cmd_").replace("_", "-") in TF_COMMANDS:
+        from ..quiet import import_tensorflow
+
+        import_tensorflow()
+    try:
+        return args.func(args)
+    except InceptionHubError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["PROG", "build_parser", "main"]

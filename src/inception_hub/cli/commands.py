@@ -1,0 +1,277 @@
+"""What each command does. A command returns its exit status; results are written through
+`outputs`, and a `Tally` counts what could not be read."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import all_specs, resolve
+from ..errors import InceptionHubError
+from .parser import PROG
+
+
+@dataclass
+class Tally:
+    """Inputs seen and inputs that could not be read: exit status 1 when any failed."""
+
+    inputs: int = 0
+    failures: int = 0
+
+    def exit_status(self) -> int:
+        if self.failures:
+            print(f"{PROG}: {self.failures} of {self.inputs} inputs could not be read", file=sys.stderr)
+            return 1
+        return 0
+
+
+def _find(images: list[str]) -> tuple[list[str], list[str]]:
+    """The image paths, after reporting inputs that matched nothing; none at all is an error."""
+    from ..pipeline import find_images
+
+    paths, unmatched = find_images(images)
+    for item in unmatched:
+        print(f"{PROG}: no images found at {item}", file=sys.stderr)
+    if not paths:
+        raise InceptionHubError("no images to process" + (f": {', '.join(unmatched)}" if unmatched else ""))
+    return paths, unmatched
+
+
+def _results(args: argparse.Namespace, task: str, tally: Tally):
+    """Load the model once and stream pipeline results with a progress bar."""
+    from tqdm.auto import tqdm
+
+    from .. import pipeline
+    from ..module import open_source
+    from ..source import resolve_source
+
+    source = resolve_source(
+        args.model, args.checkpoint, backend=args.backend, precision=args.precision, task=task
+    )  # refuses a feature-vector model for classify before any work
+    paths, unmatched = _find(args.images)
+    tally.inputs, tally.failures = len(paths) + len(unmatched), len(unmatched)
+    module = open_source(source, progress=args.progress)
+
+    def stream() -> Iterator:
+        bar = tqdm(total=len(paths), unit="img", disable=not args.progress or None, file=sys.stderr, leave=False)
+        with bar:
+            for r in pipeline.run(module, paths, batch_size=args.batch_size, workers=args.workers):
+                bar.update(1)
+                if r.error is not None:
+                    tally.failures += 1
+                    bar.write(f"{PROG}: cannot read {r.path}: {r.error}", file=sys.stderr)
+                yield r
+
+    return module, stream()
+
+
+def _check_engine(args: argparse.Namespace) -> None:
+    if args.engine == "ray":
+        if args.output is None:
+            raise InceptionHubError("--engine ray writes partitioned Parquet: give an output folder with --output")
+        if Path(args.output).suffix.lower() in (".npy", ".npz"):
+            raise InceptionHubError(f"--engine ray writes a folder of Parquet partitions, not {args.output}")
+        return
+    used = [flag for flag, on in (("--address", args.address), ("--resume", args.resume)) if on]
+    if used:
+        raise InceptionHubError(f"{' and '.join(used)} apply to --engine ray")
+
+
+def _run_ray(args: argparse.Namespace, task: str) -> int:
+    """The Ray Data job: partitioned Parquet in --output, resumable."""
+    from ..distributed import run_job
+
+    paths, unmatched = _find(args.images)
+
+    def on_error(path: str, reason: str) -> None:
+        print(f"{PROG}: cannot read {path}: {reason}", file=sys.stderr)
+
+    # SIGTERM unwinds like Ctrl-C, so a local cluster is shut down rather than left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    s = run_job(
+        task,
+        paths,
+        args.output,
+        args.model,
+        checkpoint=args.checkpoint,
+        top_k=getattr(args, "top_k", 5),
+        resume=args.resume,
+        partition_size=args.partition_size,
+        on_error=on_error,
+        progress=args.progress,
+        address=args.address,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        cpus_per_worker=args.cpus_per_worker,
+        backend=args.backend,
+        precision=args.precision,
+    )
+    done = f" ({s.skipped} were already there)" if s.skipped else ""
+    rate = f" in {s.seconds:.1f}s, {s.images_per_second:.1f} images/s" if s.written else ""
+    print(
+        f"wrote {s.written} of {s.partitions} partitions{done} to {s.output}{rate}; "
+        f"{s.images} images, {s.errors} could not be read",
+        file=sys.stderr,
+    )
+    return Tally(len(paths) + len(unmatched), s.errors + len(unmatched)).exit_status()
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from ..labels import decode_predictions
+    from ..outputs import ClassifyWriter
+
+    _check_engine(args)
+    if args.engine == "ray":
+        return _run_ray(args, "classify")
+    if args.output is not None:
+        raise InceptionHubError("classify --output is for --engine ray; locally, choose --format and redirect stdout")
+    tally = Tally()
+    module, results = _results(args, "classify", tally)
+    writer = ClassifyWriter(sys.stdout, args.format)
+    for r in results:
+        preds = None if r.error else decode_predictions(r.output, top=args.top_k, labels=module.labels)[0]
+        writer.write(r.path, preds, r.error)
+    writer.close()
+    return tally.exit_status()
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from ..outputs import check_features_path, write_features
+
+    _check_engine(args)
+    if args.engine == "ray":
+        return _run_ray(args, "embed")
+    output = check_features_path(args.output)
+    tally = Tally()
+    module, results = _results(args, "embed", tally)  # a classifier gives its own pooled features
+    paths, rows = [], []
+    for r in results:
+        if r.error is None:
+            paths.append(r.path)
+            rows.append(r.output)
+    features = np.stack(rows).astype(np.float32) if rows else np.zeros((0, module.output_dim), np.float32)
+    write_features(output, paths, features)
+    print(f"wrote {len(paths)} feature vectors of {features.shape[1]} floats to {output}", file=sys.stderr)
+    return tally.exit_status()
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..weights import cache_dir, is_cached
+
+    rows = [("HANDLE", "INPUT", "OUTPUT", "FORMAT", "WEIGHTS")]
+    for s in all_specs():
+        h, w = s.image_size
+        size = f"{h}x{w}" + ("+" if s.variable_size else "")
+        output = f"{s.output_dim} {'logits' if s.num_classes else 'features'}"
+        rows.append((s.handle, size, output, s.hub_format, "cached" if is_cached(s.arch) else "not cached"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print("\nShort names: inception_v1, inception_resnet_v2 (classification/5), and <name>/feature_vector.")
+    print("INPUT '+' = any size accepted. Weights cache: " + str(cache_dir() / "weights"))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import export
+
+    spec = resolve(args.model)
+    out = export(spec, args.outdir, args.checkpoint, overwrite=args.overwrite, progress=args.progress)
+    kind = "TF1 Hub module" if spec.hub_format == "tf1_hub" else "TF2 SavedModel"
+    print(f"exported {spec.handle} as a {kind} to {out}")
+    return 0
+
+
+#: `train` keyword arguments the command passes on when given (unset ones keep train's defaults).
+FINETUNE_OPTIONS = (
+    "fine_tune_backbone",
+    "recalibrate_bn",
+    "checkpoint",
+    "progress",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "batch_norm_momentum",
+    "validation_split",
+    "image_size",
+    "patience",
+    "seed",
+)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from ..finetune import train
+
+    given = {k: getattr(args, k) for k in FINETUNE_OPTIONS if getattr(args, k) is not None}
+    result = train(args.data_dir, args.model, args.output, **given)
+    best = result.history["val_accuracy"][result.best_epoch - 1] if result.history["loss"] else float("nan")
+    print(
+        f"saved {len(result.classes)}-class model to {args.output} (val_accuracy {best:.3f}); "
+        f"try: {PROG} classify IMAGES --model {args.output}"
+    )
+    return 0
+
+
+def _arch_checkpoints(items: list[str]) -> dict[str, str]:
+    checkpoints = {}
+    for item in items:
+        arch, sep, path = item.partition("=")
+        if not sep or not path:
+            raise InceptionHubError(f"--checkpoint takes ARCH=PATH, e.g. inception_v1=/data/v1.ckpt: {item!r}")
+        checkpoints[resolve(arch).arch] = path
+    return checkpoints
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..serve import Limits, serve
+
+    limits = Limits(
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        max_images=args.max_images,
+        max_pixels=args.max_pixels,
+        timeout_s=args.timeout,
+        max_queue=args.max_queue,
+    )
+    serve(
+        [m.strip() for m in args.models.split(",") if m.strip()],
+        host=args.host,
+        port=args.port,
+        grpc_port=None if args.grpc_port < 0 else args.grpc_port,
+        max_batch=args.max_batch,
+        batch_timeout_ms=args.batch_timeout_ms,
+        workers=args.workers,
+        limits=limits,
+        checkpoints=_arch_checkpoints(args.checkpoint),
+        backend=args.backend,
+    )
+    return 0
+
+
+def cmd_serve_hub(args: argparse.Namespace) -> int:
+    from ..hub_server import ModuleStore, make_server
+
+    server = make_server(args.host, args.port, ModuleStore(_arch_checkpoints(args.checkpoint)), quiet=args.quiet)
+    host, port = server.server_address[:2]
+    print(f"serving modules on http://{host}:{port}/ (e.g. http://{host}:{port}/{all_specs()[0].handle})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from ..weights import fetch
+
+    spec = resolve(args.model)
+    path = fetch(spec.arch, args.source, progress=args.progress)
+    print(f"{spec.arch} weights ready at {path}")
+    return 0

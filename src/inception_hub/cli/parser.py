@@ -1,0 +1,169 @@
+"""The command line's arguments: one parser, one sub-parser per command."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+from ..engine import BACKENDS, PRECISIONS
+from ..outputs import CLASSIFY_FORMATS
+
+PROG = "inception-hub"
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import commands as c
+
+    p = argparse.ArgumentParser(prog=PROG, description="TF-Hub Inception modules rebuilt from TF-Slim checkpoints.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    cl = sub.add_parser("classify", help="top-k ImageNet classes for images")
+    _images_args(cl, "inception_v1")
+    cl.add_argument("--top-k", "-k", type=positive, default=5)
+    cl.add_argument("--format", "-f", choices=CLASSIFY_FORMATS, default="table")
+    cl.add_argument("--output", "-o", metavar="FOLDER", help="with --engine ray: the Parquet output folder")
+    cl.set_defaults(func=c.cmd_classify)
+
+    e = sub.add_parser("embed", help="feature vectors for images, written to .npy, .npz or .parquet")
+    _images_args(e, "inception_v1/feature_vector")
+    e.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        metavar="PATH",
+        help="features.npy | features.npz | .parquet file; with --engine ray, a folder of Parquet partitions",
+    )
+    e.set_defaults(func=c.cmd_embed)
+
+    m = sub.add_parser("models", help="list the model handles and whether their weights are cached")
+    m.set_defaults(func=c.cmd_models)
+
+    x = sub.add_parser("export", help="write a handle as a TF-Hub module (TF2 SavedModel for /4 /5, TF1 Hub for /1 /3)")
+    x.add_argument("model", metavar="HANDLE", help="e.g. google/imagenet/inception_v1/classification/5")
+    x.add_argument("outdir", metavar="OUTDIR")
+    _checkpoint_arg(x)
+    x.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
+    _progress_arg(x)
+    x.set_defaults(func=c.cmd_export)
+
+    t = sub.add_parser("finetune", help="train a classifier on your photos (one folder per class) and save it")
+    t.add_argument("data_dir", metavar="DATA_DIR", help="one subfolder of images per class")
+    t.add_argument("--model", "-m", default="inception_v1", help="backbone: inception_v1 or inception_resnet_v2")
+    t.add_argument("--output", "-o", required=True, metavar="OUTDIR", help="where to save the trained model")
+    # Left unset, the training defaults apply (inception_hub.finetune.train).
+    t.add_argument("--epochs", type=positive)
+    t.add_argument("--batch-size", type=positive)
+    t.add_argument("--learning-rate", type=float, help="the new head's rate; the network, if trained, moves at 1/10")
+    t.add_argument("--fine-tune-backbone", action="store_true", help="train the whole network, not just the head")
+    t.add_argument("--batch-norm-momentum", type=float)
+    t.add_argument("--validation-split", type=float)
+    t.add_argument("--image-size", type=positive, help="training size (default: the model's)")
+    t.add_argument("--patience", type=positive, help="epochs without a better val loss before stopping")
+    t.add_argument(
+        "--no-recalibrate-bn",
+        dest="recalibrate_bn",
+        action="store_false",
+        help="with --fine-tune-backbone: keep the plain BatchNorm moving averages instead of recomputing them",
+    )
+    t.add_argument("--seed", type=int)
+    _checkpoint_arg(t, "TF-Slim checkpoint for the backbone")
+    _progress_arg(t)
+    t.set_defaults(func=c.cmd_finetune)
+
+    v = sub.add_parser("serve", help="a TensorFlow-Serving-compatible REST and gRPC server with dynamic batching")
+    v.add_argument(
+        "--models",
+        default="inception_v1",
+        help="comma-separated handles, short names or exported/fine-tuned folders (default inception_v1)",
+    )
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8501, help="REST port (0: any free port)")
+    v.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (0: any free port, -1: no gRPC)")
+    v.add_argument("--max-batch", type=positive, default=32, help="most images per model execution")
+    v.add_argument("--batch-timeout-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    v.add_argument("--workers", type=positive, default=1, help="model executions running at once")
+    v.add_argument("--max-queue", type=positive, default=512, help="images waiting per model before 429")
+    v.add_argument("--max-images", type=positive, default=64, help="images per request")
+    v.add_argument("--max-body-mb", type=float, default=64.0, help="request body limit")
+    v.add_argument("--max-pixels", type=positive, default=40_000_000, help="decoded pixels per image")
+    v.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take, queueing included")
+    _arch_checkpoints_arg(v, "weights for ARCH instead of the cached release (repeatable)")
+    _backend_args(v, precision=False)
+    v.set_defaults(func=c.cmd_serve)
+
+    h = sub.add_parser("serve-hub", help="serve the modules over HTTP the way tfhub.dev did, for hub.KerasLayer(url)")
+    h.add_argument("--port", type=int, default=8008)
+    h.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    _arch_checkpoints_arg(h, "build ARCH's modules from this checkpoint instead of the cached release (repeatable)")
+    h.add_argument("--quiet", action="store_true", help="do not log requests")
+    h.set_defaults(func=c.cmd_serve_hub)
+
+    f = sub.add_parser("fetch", help="download a model's weights into the cache, or import them from a file")
+    f.add_argument("model", help="model handle or short name")
+    f.add_argument("--from", dest="source", metavar="PATH", help="local release .tar.gz, checkpoint file or prefix")
+    _progress_arg(f)
+    f.set_defaults(func=c.cmd_fetch)
+    return p
+
+
+def _checkpoint_arg(sp: argparse.ArgumentParser, text: str = "TF-Slim checkpoint file, V2 prefix or release .tar.gz"):
+    sp.add_argument("--checkpoint", metavar="PATH", help=text)
+
+
+def _arch_checkpoints_arg(sp: argparse.ArgumentParser, text: str) -> None:
+    sp.add_argument("--checkpoint", action="append", default=[], metavar="ARCH=PATH", help=text)
+
+
+def _progress_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
+
+def _backend_args(sp: argparse.ArgumentParser, precision: bool = True) -> None:
+    sp.add_argument(
+        "--backend", choices=BACKENDS, default=None, help="inference engine (default: the fastest exact one installed)"
+    )
+    if precision:
+        sp.add_argument(
+            "--precision", choices=PRECISIONS, default="fp32", help="bf16: faster on OpenVINO, not exact (see README)"
+        )
+
+
+def _images_args(sp: argparse.ArgumentParser, default: str) -> None:
+    sp.add_argument("images", nargs="+", metavar="IMAGES", help="image files, directories (recursive) or globs")
+    sp.add_argument("--model", "-m", default=default, help=f"model handle or short name (default {default})")
+    _checkpoint_arg(sp)
+    sp.add_argument("--batch-size", type=positive, default=32)
+    sp.add_argument("--workers", type=positive, default=None, help="image decoding threads")
+    _progress_arg(sp)
+    _backend_args(sp)
+    g = sp.add_argument_group("distributed (--engine ray)")
+    g.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: a Ray Data job writing partitioned Parquet to --output",
+    )
+    g.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster to join (auto, HOST:PORT); default: a local one started for the job",
+    )
+    g.add_argument("--resume", action="store_true", help="finish an interrupted job: skip partitions written")
+    g.add_argument("--partition-size", type=positive, default=1000, help="images per Parquet file (default 1000)")
+    g.add_argument(
+        "--num-workers", type=positive, default=None, help="model actors (default: as many as the cluster's CPUs allow)"
+    )
+    g.add_argument(
+        "--cpus-per-worker",
+        type=positive,
+        default=None,
+        help="CPUs (engine and decoding threads) per model actor (default: 4, or a whole smaller node)",
+    )

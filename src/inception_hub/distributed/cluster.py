@@ -1,0 +1,78 @@
+"""Attaching to a Ray cluster: a local one started for the job, or an existing one."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+from ..errors import InceptionHubError, InputError
+from ..quiet import silenced_stderr
+
+
+def ray_module():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise InceptionHubError("the ray engine needs Ray Data: pip install 'inception-hub[distributed]'") from e
+    return ray
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False) -> bool:
+    """Attach this process to a Ray cluster, unless it already is.
+
+    `address`: None (with `RAY_ADDRESS` unset) starts a local cluster for this process;
+    "auto" joins the cluster this machine belongs to (`ray start`); "HOST:PORT" joins that one.
+    `quiet` keeps workers' logs off this process's stderr.
+    Returns True when this call attached (the caller then owns the `ray.shutdown()`)."""
+    ray = ray_module()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    level = logging.ERROR if quiet else logging.WARNING
+    kwargs: dict[str, Any] = {"logging_level": level, "log_to_driver": not quiet}
+    if quiet:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(level)
+    if address == "local":
+        kwargs.update(num_cpus=num_cpus, include_dashboard=False)
+        # Local workers see this process's settings (cache folder, offline mode).
+        env = {k: v for k, v in os.environ.items() if k.startswith("INCEPTION_HUB_")}
+        kwargs["runtime_env"] = {"env_vars": env} if env else None
+    else:
+        if num_cpus is not None:
+            raise InputError("num_cpus applies to a local cluster only; an existing cluster has its own")
+        _check_reachable(address)
+    try:
+        # Quiet: Ray's services log to files in its session folder; its C++ start-up notes are
+        # not for CLI users.
+        with silenced_stderr() if quiet else contextlib.nullcontext():
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, TimeoutError, RuntimeError) as e:
+        raise InceptionHubError(
+            f"cannot reach a Ray cluster at {address}: {e}. Start one with `ray start --head` "
+            "and pass the address it prints, or leave --address out to run on a local cluster"
+        ) from e
+    if quiet:
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(level)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+    return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on a wrong HOST:PORT; Ray itself would keep retrying for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as e:
+        raise InceptionHubError(
+            f"cannot reach a Ray cluster at {address}: {e.strerror or e}. Start one with `ray start --head` "
+            "and pass the address it prints, or leave --address out to run on a local cluster"
+        ) from e

@@ -1,0 +1,108 @@
+"""One road from what a user names to what gets loaded: `resolve_source` turns a handle, short
+name or SavedModel folder into a `Source` once, with every check that does not need the weights.
+`load`, the CLI, the server and the Ray actors all start here, so they accept the same things
+and refuse them with the same messages."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .catalog import ModelSpec, resolve
+from .errors import InputError
+from .labels import imagenet_labels
+from .metadata import is_saved_model, read_metadata, spec_of
+from .weights import Weights, load_weights
+
+TASKS = ("classify", "embed")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved model: the published module it is (`spec`), where its weights are (the
+    catalog's cache or `checkpoint`, or a SavedModel folder), and how to run it."""
+
+    spec: ModelSpec
+    name: str  # the handle, or the SavedModel folder
+    labels: tuple[str, ...] | None
+    image_size: tuple[int, int]
+    checkpoint: str | None = None
+    saved_model: str | None = None
+    backend: str = "tf"
+    precision: str = "fp32"
+
+    def with_kind(self, kind: str) -> Source:
+        """The same weights giving `kind` ("feature_vector": a classifier's pooled features)."""
+        if kind == self.spec.kind:
+            return self
+        if kind == "feature_vector":
+            return replace(self, spec=self.spec.with_kind(kind), labels=None)
+        if self.saved_model is None:
+            return replace(self, spec=self.spec.with_kind(kind), labels=imagenet_labels())
+        raise InputError(f"{self.name} outputs feature vectors; it has no classification head")
+
+    def weights(self, *, progress: bool = True) -> Weights:
+        """The validated weights of a catalog model (read from the cache or the checkpoint)."""
+        if self.saved_model is not None:
+            raise InputError(f"{self.name} is a SavedModel: its weights are inside it")
+        return load_weights(self.spec.arch, self.checkpoint, progress=progress)
+
+    def identity(self, weights: Weights | None = None) -> str:
+        """Which model this is, for job manifests: the weights' digest, or the SavedModel's
+        folder and modification time."""
+        if self.saved_model is not None:
+            return f"{self.saved_model}|{(Path(self.saved_model) / 'saved_model.pb').stat().st_mtime_ns}"
+        return (weights if weights is not None else self.weights(progress=False)).digest
+
+
+def resolve_source(
+    handle: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    kind: str | None = None,
+    backend: str | None = None,
+    precision: str = "fp32",
+    task: str | None = None,
+) -> Source:
+    """Resolve `handle` (a handle, its tfhub.dev URL, a short name, or a folder written by
+    `export` or `finetune`) once. `kind="feature_vector"` asks for the pooled features of a
+    classifier; `task` ("classify" or "embed") refuses a model that cannot do it. The backend is
+    validated here, or the fastest exact one installed is chosen."""
+    from .engine import choose_backend
+
+    if task is not None and task not in TASKS:
+        raise InputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    if task == "embed":
+        kind = "feature_vector"
+    if is_saved_model(handle):
+        source = _saved_model_source(os.fspath(handle), checkpoint, backend, precision)
+    else:
+        spec = resolve(os.fspath(handle))
+        source = Source(
+            spec,
+            spec.handle,
+            imagenet_labels() if spec.num_classes else None,
+            spec.image_size,
+            checkpoint=os.fspath(checkpoint) if checkpoint is not None else None,
+            backend=choose_backend(backend, precision, spec.arch),
+            precision=precision,
+        )
+    if task == "classify" and not source.labels:
+        raise InputError(
+            f"{source.name} outputs feature vectors; use `inception-hub embed` for it, or a classification model"
+        )
+    return source.with_kind(kind) if kind else source
+
+
+def _saved_model_source(path: str, checkpoint, backend: str | None, precision: str) -> Source:
+    if checkpoint is not None:
+        raise InputError(f"{path} is a saved module with its own weights; drop the checkpoint argument")
+    if backend not in (None, "tf") or precision != "fp32":
+        raise InputError(f"{path} is a SavedModel: it runs on the tf backend in fp32")
+    meta = read_metadata(path)
+    if meta["format"] != "tf2_saved_model":
+        raise InputError(f"{path} is a TF1 Hub module: load it with tensorflow_hub.load(path, tags=[])")
+    labels = tuple(meta["labels"]) if meta.get("labels") else None
+    resolved = str(Path(path).resolve())
+    return Source(spec_of(meta), path, labels, tuple(meta["default_image_size"]), saved_model=resolved)
