@@ -191,6 +191,36 @@ def test_grpc_with_the_tensorflow_serving_stubs(server, checkpoints):
         assert e.value.code() == code, e.value.details()
 
 
+def test_grpc_declared_shapes_are_checked_before_any_allocation(server):
+    """A tensor whose shape declares far more values than it carries is refused, not expanded:
+    a 56-byte request declaring [64, 3651, 3651, 3] with one float would otherwise need 10 GB."""
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(server.grpc))
+    for dims, values, expect in [
+        ([64, 3651, 3651, 3], [0.5], "exceed the limit"),
+        ([1, 4000, 4000, 3], [0.5], "exceed the limit"),  # would run the network at 16 MP
+        ([1, 224, 224, 3], [0.5], "holds 1 values, but its shape"),  # TF would broadcast the one value
+        ([65, 8, 8, 3], [0.5] * (65 * 8 * 8 * 3), "at most 64 images"),
+        ([1, 0, 224, 3], [], "shape"),
+    ]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "inception_v1"
+        tensor = request.inputs["images"]
+        tensor.dtype = tf.float32.as_datatype_enum
+        for d in dims:
+            tensor.tensor_shape.dim.add(size=d)
+        tensor.float_val.extend(values)
+        if dims[0] == 64:
+            assert len(request.SerializeToString()) < 100
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Predict(request, timeout=30)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and expect in e.value.details(), e.value.details()
+    # The server is unharmed: a real request is answered.
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "inception_v1"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 224, 224, 3), np.float32)))
+    assert tf.make_ndarray(stub.Predict(request, timeout=60).outputs["logits"]).shape == (1, 1001)
+
+
 def batch_counts(server, model="inception_v1"):
     """(executions, images) so far, from the Prometheus endpoint."""
     text = http("GET", f"{server.url}/metrics")[1].decode()

@@ -53,6 +53,9 @@ class Limits:
     max_body_bytes: int = 64 << 20
     max_images: int = 64  # per request
     max_pixels: int = 40_000_000  # per decoded image: decompression bombs stop here
+    #: Per image sent as a float array, which runs at the size it comes in. Larger inputs cost
+    #: compute the network gains little from: send them encoded, and the server resizes them.
+    max_input_pixels: int = 1 << 20
     timeout_s: float = 30.0  # per request, queueing included
     max_queue: int = 512  # images waiting per model output, beyond which requests get 429
 
@@ -168,10 +171,24 @@ class ServingCore:
                 arch=model.module.spec.arch,
                 fixed_size=model.fixed_size,
                 max_images=self.limits.max_images,
-                max_pixels=self.limits.max_pixels,
+                max_pixels=self.limits.max_input_pixels,
             )
         except InputError as e:
             raise InvalidArgument(str(e)) from None
+
+    def check_declared(self, model: ServedModel, dims: list[int]) -> None:
+        """A float tensor's declared shape against the limits, before anything is allocated for it."""
+        if len(dims) != 4 or dims[3] != 3 or min(dims) < 1:
+            raise InvalidArgument(f"images must have shape [N, H, W, 3] (RGB, channels last), got {dims}")
+        n, h, w = dims[:3]
+        if n > self.limits.max_images:
+            raise TooLarge(f"a request holds at most {self.limits.max_images} images, got {n}")
+        if h * w > self.limits.max_input_pixels:
+            raise TooLarge(
+                f"images of {h}x{w} exceed the limit of {self.limits.max_input_pixels} pixels for float arrays; "
+                f"resize them (the network was trained at {model.image_size[0]}x{model.image_size[1]}) or send "
+                "them encoded (JPEG/PNG bytes), which the server resizes"
+            )
 
     async def decode(self, model: ServedModel, encoded: list[bytes]) -> np.ndarray:
         """Decode JPEG/PNG bytes and apply the eval preprocessing, off the event loop."""

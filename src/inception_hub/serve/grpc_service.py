@@ -88,8 +88,17 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if proto.dtype not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF):
             raise InvalidArgument("images must be DT_FLOAT [N, H, W, 3] in [0, 1] or DT_STRING encoded images")
         dims = [d.size for d in proto.tensor_shape.dim]
-        if len(dims) != 4 or any(d < 0 for d in dims) or int(np.prod(dims)) > 64 * self.core.limits.max_pixels:
-            raise InvalidArgument(f"images must have shape [N, H, W, 3], got {dims}")
+        self.core.check_declared(model, dims)
+        # The values must be exactly what the shape declares: TF would repeat a short list (one
+        # value fills any shape), which turns a few bytes on the wire into gigabytes in memory.
+        count = int(np.prod(dims))
+        if proto.tensor_content:
+            itemsize = {types_pb2.DT_FLOAT: 4, types_pb2.DT_DOUBLE: 8, types_pb2.DT_HALF: 2}[proto.dtype]
+            given = len(proto.tensor_content) // itemsize
+        else:
+            given = len(proto.float_val) + len(proto.double_val) + len(proto.half_val)
+        if given != count:
+            raise InvalidArgument(f"the tensor holds {given} values, but its shape {dims} declares {count}")
         try:
             return tf.make_ndarray(proto)
         except (ValueError, TypeError) as e:
