@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import io
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -272,6 +274,9 @@ MALFORMED = [
     b'{"instances": [[[[1e308, 0, 0]]]]}',
     b'{"instances": [[[[2, 0, 0]]]]}',
     b'{"instances": [[[["a", 0, 0]]]]}',
+    b'{"instances": [[[["0.5", "0.5", "0.5"]]]]}',  # numbers as strings are not numbers
+    b'{"instances": [[[[true, false, true]]]]}',
+    b'{"instances": [[[[1' + b"0" * 5000 + b", 0, 0]]]]}",  # Python refuses ints over 4300 digits
     b'{"instances": [{"b64": "!!!"}]}',
     b'{"instances": [{"b64": "aGVsbG8="}]}',
     b'{"instances": [{"b64": 5}]}',
@@ -307,6 +312,59 @@ def test_limits(models):
         Image.new("L", (1000, 1000)).save(bomb, "PNG")  # tiny file, a million pixels decoded
         status, body = http("POST", url, {"instances": [{"b64": base64.b64encode(bomb.getvalue()).decode()}]})
         assert status == 400 and "too large" in json.loads(body)["error"]
+    finally:
+        s.shutdown()
+
+
+def raw_post(port: int, path: str, headers: dict, body: bytes) -> socket.socket:
+    """A request written by hand, so a test can send a body more slowly than it declares."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode() + body)
+    return sock
+
+
+def status_of(sock: socket.socket) -> int:
+    return int(sock.recv(4096).split(b" ", 2)[1])
+
+
+def test_compressed_bodies_are_refused_with_415(server):
+    port = int(server.url.rsplit(":", 1)[1])
+    body = gzip.compress(json.dumps({"instances": np.zeros((1, 8, 8, 3)).tolist()}).encode())
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "Content-Length": len(body)}
+    with raw_post(port, "/v1/models/inception_v1:predict", headers, body) as sock:
+        assert status_of(sock) == 415
+
+
+def test_requests_are_admitted_before_their_body_is_read_and_the_deadline_covers_it(models):
+    s = Running(
+        models[:1], limits=Limits(max_body_bytes=8 << 20, max_inflight_bytes=1 << 20, timeout_s=2.0), grpc=False
+    )
+    try:
+        port = int(s.url.rsplit(":", 1)[1])
+        path = "/v1/models/inception_v1:predict"
+        headers = {"Content-Type": "application/json", "Content-Length": 3_000_000}
+        with raw_post(port, path, headers, b'{"instances": [') as stalled:  # and nothing more
+            time.sleep(0.5)
+            small = {"instances": np.full((1, 32, 32, 3), 0.5).tolist()}
+            status, body = http("POST", f"{s.url}{path}", small)
+            assert status == 429 and "MiB of requests in progress" in json.loads(body)["error"]
+            assert status_of(stalled) == 504  # the body never came: the deadline ended it
+        assert http("POST", f"{s.url}{path}", small)[0] == 200  # the budget is free again
+    finally:
+        s.shutdown()
+
+
+def test_requests_whose_deadline_passed_are_not_run(models):
+    s = Running([slow(models[0], 0.5)], max_batch=1, workers=1, limits=Limits(timeout_s=0.3), grpc=False)
+    try:
+        body = {"instances": np.full((1, 32, 32, 3), 0.5).tolist()}
+        with ThreadPoolExecutor(4) as pool:
+            codes = list(pool.map(lambda _: http("POST", f"{s.url}/v1/models/inception_v1:predict", body)[0], range(4)))
+        assert codes == [504] * 4
+        time.sleep(1.5)  # anything still queued would have run by now
+        executions, _ = batch_counts(s)
+        assert executions <= 2, executions  # the one running when the deadline passed, at most one more
     finally:
         s.shutdown()
 

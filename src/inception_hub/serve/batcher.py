@@ -112,7 +112,9 @@ class Batcher:
     async def _run(self, batch: list[_Item]) -> None:
         try:
             groups: dict[tuple[int, ...], list[_Item]] = {}
-            for item in batch:  # images of different sizes cannot share a tensor
+            # A request whose client has gone or timed out was cancelled: its images are not run.
+            live = [item for item in batch if not item.future.done()]
+            for item in live:  # images of different sizes cannot share a tensor
                 groups.setdefault(item.images.shape[1:], []).append(item)
             loop = asyncio.get_running_loop()
             for items in groups.values():

@@ -10,8 +10,10 @@ import asyncio
 import base64
 import binascii
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -21,6 +23,8 @@ from ..errors import InputError
 from ..inputs import check_images
 from .batcher import Batcher, Overloaded, ShuttingDown
 from .models import ServedModel, Signature
+
+T = TypeVar("T")
 
 
 class ServingError(Exception):
@@ -44,6 +48,7 @@ TooLarge = _error("TooLarge", 413, "INVALID_ARGUMENT", "A request over the size 
 ResourceExhausted = _error("ResourceExhausted", 429, "RESOURCE_EXHAUSTED", "The queue is full: back off, retry.")
 DeadlineExceeded = _error("DeadlineExceeded", 504, "DEADLINE_EXCEEDED", "No answer within the request timeout.")
 Unavailable = _error("Unavailable", 503, "UNAVAILABLE", "The server is shutting down.")
+UnsupportedMediaType = _error("UnsupportedMediaType", 415, "INVALID_ARGUMENT", "A body encoding not accepted.")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,9 @@ class Limits:
     max_input_pixels: int = 1 << 20
     timeout_s: float = 30.0  # per request, queueing included
     max_queue: int = 512  # images waiting per model output, beyond which requests get 429
+    #: Request bodies being read, parsed, decoded or run at once; past it requests get 429
+    #: before their body is read. Memory stays within a small multiple of it (see README).
+    max_inflight_bytes: int = 256 << 20
 
 
 class Metrics:
@@ -110,6 +118,7 @@ class ServingCore:
         self.decoding = ThreadPoolExecutor(2, thread_name_prefix="decode")
         self.batchers: dict[tuple[str, str], Batcher] = {}
         self.draining = False
+        self.inflight_bytes = 0
 
     async def start(self) -> None:
         """Create the batchers on the running event loop."""
@@ -213,19 +222,40 @@ class ServingCore:
 
     # Prediction ---------------------------------------------------------------------------------
 
+    async def admitted(self, model: ServedModel, nbytes: int, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one request's whole work (reading its body, parsing, decoding, queueing and
+        inference) within the request timeout, once admitted. A request is refused before any of
+        that work: while draining (503), when the model's queue is full or when the request bodies
+        already in flight would pass `max_inflight_bytes` (429)."""
+        if self.draining:
+            raise Unavailable("the server is shutting down")
+        if nbytes > self.limits.max_body_bytes:
+            raise TooLarge(f"request body larger than {self.limits.max_body_bytes} bytes")
+        for (name, _), batcher in self.batchers.items():
+            if name == model.name and batcher.queue_depth >= self.limits.max_queue:
+                raise ResourceExhausted(f"queue full ({batcher.queue_depth} images waiting); retry later")
+        if self.inflight_bytes and self.inflight_bytes + nbytes > self.limits.max_inflight_bytes:
+            raise ResourceExhausted(f"busy ({self.inflight_bytes >> 20} MiB of requests in progress); retry later")
+        self.inflight_bytes += nbytes
+        try:
+            return await asyncio.wait_for(work(), self.limits.timeout_s)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"no result within {self.limits.timeout_s:g}s") from None
+        finally:
+            self.inflight_bytes -= nbytes
+
     async def predict(self, model: ServedModel, sig: Signature, images: np.ndarray) -> np.ndarray:
+        """Queue checked images for batching (within `admitted`, which bounds the time)."""
         if self.draining:
             raise Unavailable("the server is shutting down")
         x = self.check_array(model, images)
         batcher = self.batchers[model.name, sig.output]
         try:
-            return await asyncio.wait_for(batcher.submit(x), self.limits.timeout_s)
+            return await batcher.submit(x)
         except Overloaded as e:
             raise ResourceExhausted(str(e)) from None
         except ShuttingDown as e:
             raise Unavailable(str(e)) from None
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(f"no result within {self.limits.timeout_s:g}s") from None
         except ValueError as e:  # the module's own input checks (e.g. too small for the network)
             raise InvalidArgument(str(e)) from None
 

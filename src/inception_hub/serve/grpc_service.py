@@ -66,8 +66,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             sig = core.signature(model, request.model_spec.signature_name)
             if set(request.inputs) != {INPUT}:
                 raise InvalidArgument(f"expected one input named {INPUT!r}, got {sorted(request.inputs)}")
-            x = await self._images(model, request.inputs[INPUT])
-            out = await core.predict(model, sig, x)
+
+            async def answer():
+                return await core.predict(model, sig, await self._images(model, request.inputs[INPUT]))
+
+            out = await core.admitted(model, request.ByteSize(), answer)
             response = predict_pb2.PredictResponse()
             response.model_spec.name = model.name
             response.model_spec.version.value = model.version
@@ -140,7 +143,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 def make_grpc_server(core: ServingCore, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     limit = core.limits.max_body_bytes
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        # gRPC reads a message whole before the handler runs: bound how many are held at once.
+        maximum_concurrent_rpcs=max(4, core.limits.max_inflight_bytes // limit),
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)

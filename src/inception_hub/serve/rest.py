@@ -11,6 +11,7 @@ Errors are `{"error": "..."}` with a 4xx status; a 5xx would be a bug.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from importlib import resources
@@ -20,7 +21,7 @@ import numpy as np
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .core import InvalidArgument, ServingCore, ServingError, TooLarge
+from .core import InvalidArgument, ServingCore, ServingError, TooLarge, UnsupportedMediaType
 from .models import ServedModel
 
 INPUT = "images"
@@ -130,12 +131,12 @@ async def predict(request: web.Request) -> web.Response:
     code = "OK"
     try:
         model = _model(request)
-        body = await _json_body(request)
-        columnar, images = _instances(body)  # checks the body's shape, signature_name included
-        sig = core.signature(model, body.get("signature_name"))
-        x = await _images(core, model, images)
-        out = await core.predict(model, sig, x)
-        key = "outputs" if columnar else "predictions"
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
+        # Admission needs only the headers: a refused request's body is never read.
+        size = request.content_length if request.content_length is not None else core.limits.max_body_bytes
+        key, out = await core.admitted(model, size, lambda: _answer(request, core, model))
         return web.json_response({key: out.tolist()}, dumps=_dumps)
     except ServingError as e:
         code = e.grpc_code
@@ -144,32 +145,42 @@ async def predict(request: web.Request) -> web.Response:
         core.observe("rest", label, code, started)
 
 
+async def _answer(request: web.Request, core: ServingCore, model: ServedModel) -> tuple[str, np.ndarray]:
+    """Read, parse (off the event loop), decode and run one request: (response key, outputs)."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLarge(f"request body larger than {core.limits.max_body_bytes} bytes") from None
+    loop = asyncio.get_running_loop()
+    columnar, sig_name, items = await loop.run_in_executor(core.decoding, _parse, raw)
+    sig = core.signature(model, sig_name)
+    x = await _images(core, model, items)
+    out = await core.predict(model, sig, x)
+    return ("outputs" if columnar else "predictions"), out
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-async def _json_body(request: web.Request) -> dict:
-    raw = await request.read()
+def _parse(raw: bytes) -> tuple[bool, str | None, list]:
+    """(columnar?, signature_name, one entry per image) from either request format."""
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: also over-long integers
         raise InvalidArgument(f"the body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
         raise InvalidArgument('the body must be a JSON object with "instances" or "inputs"')
-    return body
-
-
-def _instances(body: dict) -> tuple[bool, list]:
-    """(columnar?, one entry per image) from either request format."""
     if ("instances" in body) == ("inputs" in body):
         raise InvalidArgument('the body must have exactly one of "instances" (row format) or "inputs" (columnar)')
-    if "signature_name" in body and not isinstance(body["signature_name"], str):
+    sig_name = body.get("signature_name")
+    if sig_name is not None and not isinstance(sig_name, str):
         raise InvalidArgument("signature_name must be a string")
     if "instances" in body:
         items = body["instances"]
         if not isinstance(items, list):
             raise InvalidArgument('"instances" must be a list')
-        return False, [_unwrap(i) for i in items]
+        return False, sig_name, [_unwrap(i) for i in items]
     inputs = body["inputs"]
     if isinstance(inputs, dict) and set(inputs) == {INPUT}:
         inputs = inputs[INPUT]
@@ -177,7 +188,7 @@ def _instances(body: dict) -> tuple[bool, list]:
         inputs = [inputs]
     if not isinstance(inputs, list):
         raise InvalidArgument(f'"inputs" must be a list of images or {{"{INPUT}": [...]}}')
-    return True, inputs
+    return True, sig_name, inputs
 
 
 def _unwrap(instance: Any) -> Any:
@@ -196,12 +207,18 @@ async def _images(core: ServingCore, model: ServedModel, items: list) -> np.ndar
         return await core.decode(model, [core.b64(i["b64"]) for i in items])
     if any(encoded) or any(isinstance(i, dict) for i in items):
         raise InvalidArgument(f'each image must be a [H][W][3] list of floats, {{"b64": "..."}} or {{"{INPUT}": ...}}')
+    return await asyncio.get_running_loop().run_in_executor(core.decoding, _floats, items)
+
+
+def _floats(items: list) -> np.ndarray:
     try:
-        with np.errstate(over="ignore"):  # out-of-range numbers become inf and are refused as such
-            x = np.asarray(items, dtype=np.float32)
+        x = np.asarray(items)
     except (ValueError, TypeError, OverflowError):
-        raise InvalidArgument("images must be equally sized [H][W][3] lists of numbers") from None
-    return x
+        x = np.empty(0, object)
+    if x.dtype.kind not in "iuf":  # strings, booleans, ragged or mixed lists
+        raise InvalidArgument("images must be equally sized [H][W][3] lists of numbers")
+    with np.errstate(over="ignore"):  # out-of-range numbers become inf and are refused as such
+        return x.astype(np.float32, copy=False)
 
 
 async def healthz(request: web.Request) -> web.Response:
