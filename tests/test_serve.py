@@ -32,6 +32,7 @@ from tensorflow_serving.apis import (
 
 import inception_hub
 from conftest import IMAGES, reference
+from inception_hub.cli import main
 from inception_hub.images import load_image
 from inception_hub.serve import Limits, ServingCore, build, run_server
 
@@ -410,6 +411,44 @@ def test_backpressure_timeouts_and_graceful_shutdown(models):
     s.thread.join(60)
     assert [r[0] for r in results] == [200, 200]
     assert not s.thread.is_alive()
+
+
+def test_shutdown_under_load_answers_503_and_never_500(models):
+    s = Running([slow(models[0], 0.3)], max_batch=1, batch_timeout_ms=0, workers=1, grpc=False)
+    url = f"{s.url}/v1/models/inception_v1:predict"
+    body = {"instances": [{"b64": b64(GRACE)}]}  # decoded on the pool that shutdown closes
+
+    def post(_):
+        try:
+            return http("POST", url, body)[0]
+        except OSError:  # the listener is gone: connection refused
+            return "closed"
+
+    with ThreadPoolExecutor(12) as pool:
+        before = [pool.submit(post, i) for i in range(6)]
+        time.sleep(0.4)
+        s.loop.call_soon_threadsafe(s.stop.set)
+        during = list(pool.map(post, range(24)))
+        codes = [f.result() for f in before] + during
+    s.thread.join(60)
+    assert not s.thread.is_alive()
+    assert set(codes) <= {200, 503, "closed"}, codes
+    assert [f.result() for f in before].count(200) >= 1 and 503 in codes + ["closed"]
+
+
+def test_ports_in_use_and_impossible_limits_are_reported_before_loading(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--grpc-port", "-1"]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot listen on 127.0.0.1:{port}" in err and "choose another port with --port" in err
+        assert main(["serve", "--port", "0", "--grpc-port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot listen on 127.0.0.1:{port}" in err and "--grpc-port" in err and "Traceback" not in err
+    assert main(["serve", "--max-queue", "8", "--max-images", "64"]) == 2
+    assert "--max-queue (8) is smaller than --max-images (64)" in capsys.readouterr().err
 
 
 def test_deadline(models):

@@ -233,6 +233,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     limits = Limits(
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        max_inflight_bytes=int(args.max_inflight_mb * (1 << 20)),
         max_images=args.max_images,
         max_pixels=args.max_pixels,
         max_input_pixels=args.max_input_pixels,

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from collections.abc import Callable
 
 from aiohttp import web
 
 from ..catalog import resolve
+from ..errors import InceptionHubError
 from ..metadata import is_saved_model
 from .core import Limits, ServingCore
 from .grpc_service import make_grpc_server
@@ -35,7 +37,8 @@ async def run_server(
     """Serve until `stop` is set (or SIGINT/SIGTERM), then shut down gracefully: stop accepting,
     answer what is queued and in flight, close."""
     await core.start()
-    runner = web.AppRunner(make_app(core), access_log=None)
+    # The drain below waits for requests itself; the runner then only closes idle connections.
+    runner = web.AppRunner(make_app(core), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -43,6 +46,9 @@ async def run_server(
     grpc_server, bound = (None, None)
     if grpc_port is not None:
         grpc_server, bound = make_grpc_server(core, host, grpc_port)
+        if not bound:
+            await runner.cleanup()
+            raise InceptionHubError(f"cannot listen on {host}:{grpc_port} for gRPC; choose another --grpc-port")
         await grpc_server.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,11 +58,27 @@ async def run_server(
     if ready:
         ready(rest_port, bound)
     await stop.wait()
-    # Drain: new requests get 503 / UNAVAILABLE while queued and in-flight ones complete.
-    await asyncio.wait_for(core.close(), drain_timeout_s)
+    # Drain: new requests get 503 / UNAVAILABLE at once while admitted ones complete; then the
+    # pools close (nothing can reach them any more) and the listeners, all within the timeout.
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(core.close(), drain_timeout_s)
     if grpc_server is not None:
-        await grpc_server.stop(grace=drain_timeout_s)
+        await grpc_server.stop(grace=1.0)
     await runner.cleanup()
+
+
+def check_port(host: str, port: int, flag: str) -> None:
+    """Fail now, naming the port and the flag, if `port` cannot be listened on (0 means any)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+    except OSError as e:
+        raise InceptionHubError(
+            f"cannot listen on {host}:{port}: {e.strerror or e} (another server?); choose another port with {flag}"
+        ) from None
 
 
 def serve(
@@ -72,7 +94,17 @@ def serve(
     checkpoints: dict[str, str] | None = None,
     backend: str | None = None,
 ) -> None:
-    """Load the models and serve them until interrupted."""
+    """Load the models and serve them until interrupted. The settings and the ports are checked
+    first, so a mistake is reported before minutes of loading."""
+    limits = limits or Limits()
+    if limits.max_queue < limits.max_images:
+        raise InceptionHubError(
+            f"--max-queue ({limits.max_queue}) is smaller than --max-images ({limits.max_images}): a full request "
+            "could never be queued; raise --max-queue or lower --max-images"
+        )
+    check_port(host, port, "--port")
+    if grpc_port is not None:
+        check_port(host, grpc_port, "--grpc-port")
     checkpoints = checkpoints or {}
     served = []
     for name in models:

@@ -119,6 +119,8 @@ class ServingCore:
         self.batchers: dict[tuple[str, str], Batcher] = {}
         self.draining = False
         self.inflight_bytes = 0
+        self.active = 0  # admitted requests not yet answered
+        self._idle = asyncio.Event()
 
     async def start(self) -> None:
         """Create the batchers on the running event loop."""
@@ -138,11 +140,15 @@ class ServingCore:
             )
 
     async def close(self) -> None:
-        """Graceful shutdown: refuse new requests, finish queued and in-flight ones."""
+        """Graceful shutdown: refuse new requests at once (503 / UNAVAILABLE), let the admitted
+        ones finish, then close the batchers and the pools, which nothing can reach any more."""
         self.draining = True
+        while self.active:
+            self._idle.clear()
+            await self._idle.wait()
         await asyncio.gather(*(b.close() for b in self.batchers.values()))
-        self.inference.shutdown(wait=True)
-        self.decoding.shutdown(wait=True)
+        self.inference.shutdown(wait=False)
+        self.decoding.shutdown(wait=False)
 
     # Lookups ------------------------------------------------------------------------------------
 
@@ -237,17 +243,20 @@ class ServingCore:
         if self.inflight_bytes and self.inflight_bytes + nbytes > self.limits.max_inflight_bytes:
             raise ResourceExhausted(f"busy ({self.inflight_bytes >> 20} MiB of requests in progress); retry later")
         self.inflight_bytes += nbytes
+        self.active += 1
         try:
             return await asyncio.wait_for(work(), self.limits.timeout_s)
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"no result within {self.limits.timeout_s:g}s") from None
         finally:
             self.inflight_bytes -= nbytes
+            self.active -= 1
+            if not self.active:
+                self._idle.set()
 
     async def predict(self, model: ServedModel, sig: Signature, images: np.ndarray) -> np.ndarray:
-        """Queue checked images for batching (within `admitted`, which bounds the time)."""
-        if self.draining:
-            raise Unavailable("the server is shutting down")
+        """Queue checked images for batching (within `admitted`, which bounds the time and
+        refuses new requests while draining)."""
         x = self.check_array(model, images)
         batcher = self.batchers[model.name, sig.output]
         try:

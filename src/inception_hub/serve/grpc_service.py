@@ -143,11 +143,19 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 def make_grpc_server(core: ServingCore, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     limit = core.limits.max_body_bytes
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            # No SO_REUSEPORT: two servers on one port would silently split the calls between them.
+            ("grpc.so_reuseport", 0),
+        ],
         # gRPC reads a message whole before the handler runs: bound how many are held at once.
         maximum_concurrent_rpcs=max(4, core.limits.max_inflight_bytes // limit),
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # newer grpcio raises where older ones returned 0
+        bound = 0
     return server, bound
