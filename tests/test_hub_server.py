@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import os
 import re
+import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import urllib.error
 import urllib.request
 
@@ -18,6 +20,7 @@ import tensorflow_hub as hub
 import tf_keras
 
 from conftest import reference
+from inception_hub.weights import cache_dir
 
 pytestmark = pytest.mark.slow  # starts a hub server and exports modules
 
@@ -116,3 +119,46 @@ def test_unknown_handles_are_404(hub_url, path):
 def test_missing_weights_are_503_with_the_fix(hub_url):
     status, _, body = get(f"{hub_url}/google/imagenet/inception_resnet_v2/classification/5?tf-hub-format=compressed")
     assert status == 503 and b"inception-hub fetch inception_resnet_v2" in body
+
+
+@pytest.fixture
+def local_hub(monkeypatch):
+    """serve-hub in this process, with no weights cached; `downloads` records download attempts."""
+    from inception_hub import weights
+    from inception_hub.hub_server import ModuleStore, make_server
+
+    downloads = []
+    monkeypatch.delenv("INCEPTION_HUB_OFFLINE")
+    monkeypatch.setattr(weights, "download", lambda url, *a, **k: downloads.append(url))
+    server = make_server("127.0.0.1", 0, ModuleStore(), quiet=True, idle_timeout=1.0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", server, downloads
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_anonymous_request_starts_no_download_and_sees_no_local_path(local_hub):
+    url, _, downloads = local_hub
+    status, _, body = get(f"{url}/google/imagenet/inception_v1/classification/5?tf-hub-format=compressed")
+    assert status == 503 and b"not cached on this server" in body and b"--allow-download" in body
+    assert downloads == [] and str(cache_dir()).encode() not in body and b"/" not in body.split(b";")[0]
+
+
+def test_the_host_header_is_not_reflected_into_the_page(local_hub):
+    url, server, _ = local_hub
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
+        sock.sendall(
+            b'GET /google/imagenet/inception_v1/classification/5 HTTP/1.0\r\nHost: "><script>x()</script>\r\n\r\n'
+        )
+        page = b""
+        while chunk := sock.recv(65536):
+            page += chunk
+    assert b"200 OK" in page.split(b"\r\n")[0] and b"<script>" not in page
+    assert f"http://127.0.0.1:{server.server_address[1]}/google".encode() in page
+
+
+def test_idle_connections_are_let_go(local_hub):
+    _, server, _ = local_hub
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
+        assert sock.recv(1) == b""  # closed by the server after its idle timeout, not held forever

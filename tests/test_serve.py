@@ -329,6 +329,13 @@ def status_of(sock: socket.socket) -> int:
     return int(sock.recv(4096).split(b" ", 2)[1])
 
 
+def test_wrong_method_gets_405_with_allow(server):
+    req = urllib.request.Request(f"{server.url}/v1/models/inception_v1:predict", method="GET")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 405 and "POST" in e.value.headers["Allow"]
+
+
 def test_compressed_bodies_are_refused_with_415(server):
     port = int(server.url.rsplit(":", 1)[1])
     body = gzip.compress(json.dumps({"instances": np.zeros((1, 8, 8, 3)).tolist()}).encode())

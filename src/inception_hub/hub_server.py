@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import http.server
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -20,16 +21,19 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .catalog import CHANGELOG, NUM_CLASSES, ModelSpec, all_specs, signatures
-from .errors import InceptionHubError
+from .errors import InceptionHubError, WeightsUnavailableError
 from .export import export
-from .weights import cache_dir, cache_lock, fetch, load_weights
+from .weights import cache_dir, cache_lock, fetch, is_cached, load_weights
 
 
 class ModuleStore:
     """Builds each module once (per weights) and keeps its .tar.gz; safe across threads and processes."""
 
-    def __init__(self, checkpoints: Mapping[str, str] | None = None, root: Path | None = None) -> None:
+    def __init__(
+        self, checkpoints: Mapping[str, str] | None = None, root: Path | None = None, allow_download: bool = False
+    ) -> None:
         self.checkpoints = dict(checkpoints or {})
+        self.allow_download = allow_download
         self.root = root or cache_dir() / "hub"
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -38,6 +42,12 @@ class ModuleStore:
     def weights_digest(self, arch: str) -> str:
         """The digest of the weights `arch`'s modules are built from (an explicit checkpoint, or
         the cached release), read once per weights file while this store lives."""
+        if arch not in self.checkpoints and not is_cached(arch) and not self.allow_download:
+            # An anonymous request must not start a download of hundreds of megabytes.
+            raise WeightsUnavailableError(
+                f"the {arch} weights are not cached on this server; its operator can run "
+                f"`inception-hub fetch {arch}`, or start serve-hub with --allow-download"
+            )
         path = Path(self.checkpoints[arch]).resolve() if arch in self.checkpoints else fetch(arch, progress=False)
         stat = path.stat() if path.exists() else None
         key = (arch, str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None)
@@ -122,7 +132,7 @@ TF-Slim graphs' outputs. Paper: <a href="{paper_url}">{html.escape(paper)}</a>.<
 <pre>import tensorflow_hub as hub
 import tf_keras
 {html.escape(usage)}</pre>
-<p>Download: <a href="{url}?tf-hub-format=compressed">{title}.tar.gz</a></p>
+<p>Download: <a href="{html.escape(url)}?tf-hub-format=compressed">{title}.tar.gz</a></p>
 <h2>Changelog</h2>
 <ul>{changes}</ul>
 </body></html>
@@ -137,16 +147,28 @@ def index_page(base_url: str) -> str:
     )
 
 
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?")
+
+
+def _public(e: WeightsUnavailableError) -> str:
+    """What a client may read: the first sentence of the message, without local paths."""
+    return str(e).split("\n", 1)[0]
+
+
 class HubRequestHandler(http.server.BaseHTTPRequestHandler):
     store: ModuleStore
     server_version = "inception-hub"
+    #: Seconds a connection may sit idle before its thread lets it go.
+    timeout = 30
 
     def do_GET(self) -> None:  # noqa: N802
         parsed = urllib.parse.urlsplit(self.path)
         handle = parsed.path.strip("/")
         query = urllib.parse.parse_qs(parsed.query)
         host, port = self.server.server_address[:2]
-        base = f"http://{self.headers.get('Host') or f'{host}:{port}'}"
+        asked = self.headers.get("Host") or ""
+        # The Host header is the client's to choose: use it in links only if it is a host name.
+        base = f"http://{asked if _HOST.fullmatch(asked) else f'{host}:{port}'}"
         if handle == "":
             return self._send(200, "text/html; charset=utf-8", index_page(base).encode())
         spec = next((s for s in all_specs() if s.handle == handle), None)
@@ -155,8 +177,14 @@ class HubRequestHandler(http.server.BaseHTTPRequestHandler):
         if query.get("tf-hub-format") == ["compressed"]:
             try:
                 path = self.store.tarball(spec)
+            except WeightsUnavailableError as e:
+                self.log_error("%s", e)
+                return self._send(503, "text/plain; charset=utf-8", f"{_public(e)}\n".encode())
             except InceptionHubError as e:
-                return self._send(503, "text/plain; charset=utf-8", f"{e}\n".encode())
+                self.log_error("%s", e)  # the details, paths included, are for the operator's log
+                return self._send(
+                    503, "text/plain; charset=utf-8", b"this module cannot be built; see the server log\n"
+                )
             return self._send_file(path)
         return self._send(200, "text/html; charset=utf-8", model_page(spec, base).encode())
 
@@ -180,9 +208,15 @@ class HubRequestHandler(http.server.BaseHTTPRequestHandler):
             super().log_message(fmt, *args)
 
 
-def make_server(host: str, port: int, store: ModuleStore, quiet: bool = False) -> http.server.ThreadingHTTPServer:
-    handler = type("Handler", (HubRequestHandler,), {"store": store})
-    server = http.server.ThreadingHTTPServer((host, port), handler)
+class _Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # the listen backlog (socketserver's default is 5)
+
+
+def make_server(
+    host: str, port: int, store: ModuleStore, quiet: bool = False, idle_timeout: float = 30.0
+) -> http.server.ThreadingHTTPServer:
+    handler = type("Handler", (HubRequestHandler,), {"store": store, "timeout": idle_timeout})
+    server = _Server((host, port), handler)
     server.daemon_threads = True
     server.quiet = quiet
     return server

@@ -258,7 +258,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_serve_hub(args: argparse.Namespace) -> int:
     from ..hub_server import ModuleStore, make_server
 
-    server = make_server(args.host, args.port, ModuleStore(_arch_checkpoints(args.checkpoint)), quiet=args.quiet)
+    store = ModuleStore(_arch_checkpoints(args.checkpoint), allow_download=args.allow_download)
+    server = make_server(args.host, args.port, store, quiet=args.quiet)
     host, port = server.server_address[:2]
     print(f"serving modules on http://{host}:{port}/ (e.g. http://{host}:{port}/{all_specs()[0].handle})", flush=True)
     try:

@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     _arch_checkpoints_arg(h, "build ARCH's modules from this checkpoint instead of the cached release (repeatable)")
     h.add_argument("--quiet", action="store_true", help="do not log requests")
+    h.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let a request for a module whose weights are not cached download them (default: 503)",
+    )
     h.set_defaults(func=c.cmd_serve_hub)
 
     f = sub.add_parser("fetch", help="download a model's weights into the cache, or import them from a file")

@@ -55,7 +55,8 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
         return web.json_response({"error": f"request body larger than {limit} bytes"}, status=413)
     except web.HTTPException as e:
         if e.status >= 400:
-            return web.json_response({"error": e.reason}, status=e.status)
+            kept = {k: v for k, v in e.headers.items() if k in ("Allow",)}  # a 405 says what is allowed
+            return web.json_response({"error": e.reason}, status=e.status, headers=kept)
         raise
 
 
