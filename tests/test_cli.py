@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
+import pty
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
+import termios
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -178,3 +182,53 @@ def test_console_script_runs(photos, v1_ckpt):
     )
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.count("\n") == 2 and "empty file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_closed_pipe_ends_quietly(photos, v1_ckpt):
+    """`classify ... | head -n 1`: the reader leaves early, and no traceback follows it."""
+    cmd = [sys.executable, "-m", "inception_hub.cli", "classify", str(photos), "--checkpoint", v1_ckpt, "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `head -n 1` exiting
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=300)
+    assert first.strip() and "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 141
+
+
+def test_progress_bar_and_rows_share_a_terminal_cleanly(tmp_path, v1_ckpt):
+    """In a terminal, each result row starts on a clean line instead of after the progress bar."""
+    photos = tmp_path / "many"
+    photos.mkdir()
+    for i in range(96):  # enough work for the bar to be drawn between rows
+        shutil.copy(SAMPLE / GOOD[i % len(GOOD)], photos / f"{i:03d}.JPEG")
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # a 100-column terminal
+    cmd = [sys.executable, "-m", "inception_hub.cli", "classify", str(photos), "--checkpoint", v1_ckpt, "-k", "1"]
+    cmd += ["--batch-size", "4"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=child_fd, stderr=child_fd)
+    os.close(child_fd)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=300)
+    os.close(main_fd)
+    rows = [line for line in out.decode(errors="replace").split("\n") if str(photos) in line and ".JPEG" in line]
+    assert len(rows) == 96 and "img/s" in out.decode(errors="replace")  # rows and a bar were both drawn
+    for row in rows:  # what the terminal shows of the line: the text after its last carriage return
+        assert row.rstrip("\r").rsplit("\r", 1)[-1].startswith(str(photos)), repr(row)
+
+
+def test_a_missing_extra_names_the_pip_install(monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == "inception_hub.serve" or m.startswith("inception_hub.serve.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # what an install without the extra looks like
+    assert main(["serve", "--port", "0", "--grpc-port", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'inception-hub[serve]'" in err and "Traceback" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import multiprocessing
+import socket
 import tarfile
 import threading
 from pathlib import Path
@@ -217,6 +218,23 @@ def test_unreachable_server_becomes_offline_help(monkeypatch):
         e.value
     )
     assert "inception-hub fetch inception_v1 --from" in str(e.value)
+
+
+def test_a_hung_server_gets_announced_retries_then_gives_up(tmp_path, monkeypatch):
+    """A server that accepts the connection and never answers: each attempt waits `timeout`,
+    and each retry is announced, so the user is never left in silence for minutes."""
+    from inception_hub.download import DownloadError, download
+
+    monkeypatch.setattr("inception_hub.download.time.sleep", lambda s: None)
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)  # connections queue up; nothing ever reads or answers them
+        messages = []
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}/models/x.tar.gz"
+        with pytest.raises(DownloadError, match="timed out"):
+            download(url, tmp_path / "x.tar.gz", progress=False, timeout=0.5, log=messages.append)
+    assert len(messages) == 2 and "retry 1 of 2" in messages[0] and "retry 2 of 2" in messages[1]
+    assert all(url in m and "timed out" in m for m in messages)
 
 
 def _load_in_process(queue):

@@ -6,9 +6,11 @@ import http.client
 import os
 import shutil
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -21,12 +23,23 @@ class DownloadError(OSError):
     """The download failed after its retries; the partial file is kept for the next attempt."""
 
 
-def download(url: str, dest: Path, *, progress: bool = True, retries: int = 3, timeout: float = 30.0) -> Path:
+def download(
+    url: str,
+    dest: Path,
+    *,
+    progress: bool = True,
+    retries: int = 2,
+    timeout: float = 15.0,
+    log: Callable[[str], None] | None = None,
+) -> Path:
     """Fetch `url` to `dest`, resuming from `dest.part` if an earlier attempt was cut off.
 
     `dest` appears only when complete (rename from the `.part` file), so a reader never sees half
     a file. The caller is expected to hold a lock if other processes may download the same file.
+    `timeout` bounds each wait for the server; each retry is announced through `log` (default:
+    stderr), so a hung network is never silent for long.
     """
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -43,7 +56,10 @@ def download(url: str, dest: Path, *, progress: bool = True, retries: int = 3, t
                 raise DownloadError(f"{url}: cannot resolve the host ({e.reason.strerror})") from e
             last_error = e
             if attempt < retries:
-                time.sleep(min(2.0**attempt, 10.0))
+                delay = min(2.0**attempt, 10.0)
+                reason = getattr(e, "reason", None) or e
+                log(f"download of {url} failed ({reason}); retry {attempt + 1} of {retries} in {delay:g}s")
+                time.sleep(delay)
     reason = getattr(last_error, "reason", None) or last_error
     raise DownloadError(f"{url}: {reason}") from last_error
 

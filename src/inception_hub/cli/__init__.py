@@ -7,10 +7,25 @@ processed and written), 2 for a usage, model or weights error.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..errors import InceptionHubError
 from .parser import PROG, build_parser
+
+#: The pip extra that provides each optional top-level package.
+EXTRAS = {
+    "aiohttp": "serve",
+    "grpc": "serve",
+    "tensorflow_serving": "serve",
+    "prometheus_client": "serve",
+    "onnx": "engine",
+    "onnxruntime": "engine",
+    "openvino": "engine",
+    "ray": "distributed",
+    "tensorflow_hub": "hub",
+    "tf_keras": "hub",
+}
 
 #: Commands that load TensorFlow: it is imported up front, with its start-up banners silenced.
 TF_COMMANDS = ("classify", "embed", "fetch", "export", "serve-hub", "finetune", "serve")
@@ -31,6 +46,20 @@ def main(argv: list[str] | None = None) -> int:
     except InceptionHubError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:
+        extra = EXTRAS.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"{PROG}: error: this needs {e.name}, which is not installed: pip install 'inception-hub[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as command-line tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

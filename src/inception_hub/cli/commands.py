@@ -131,12 +131,15 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return _run_ray(args, "classify")
     if args.output is not None:
         raise InceptionHubError("classify --output is for --engine ray; locally, choose --format and redirect stdout")
+    from tqdm.auto import tqdm
+
     tally = Tally()
     module, results = _results(args, "classify", tally)
     writer = ClassifyWriter(sys.stdout, args.format)
     for r in results:
         preds = None if r.error else decode_predictions(r.output, top=args.top_k, labels=module.labels)[0]
-        writer.write(r.path, preds, r.error)
+        with tqdm.external_write_mode(file=sys.stderr):  # in a terminal, the bar steps aside for the row
+            writer.write(r.path, preds, r.error)
     writer.close()
     return tally.exit_status()
 
