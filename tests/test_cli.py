@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import termios
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -232,3 +233,30 @@ def test_a_missing_extra_names_the_pip_install(monkeypatch, capsys):
     assert main(["serve", "--port", "0", "--grpc-port", "-1"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'inception-hub[serve]'" in err and "Traceback" not in err
+
+
+def test_pipes_devices_and_unreadable_folders_are_reported_and_the_run_goes_on(photos, v1_ckpt, tmp_path):
+    os.mkfifo(photos / "fifo.jpg")  # would block a plain open() forever
+    os.symlink("/dev/zero", photos / "zero.jpg")  # would be read until memory runs out
+    (photos / "secret").mkdir()
+    shutil.copy(SAMPLE / GOOD[0], photos / "secret" / "hidden.JPEG")
+    # Tests run as root, which reads any folder: make this one fail to list as it would for a user.
+    script = (
+        "import os, sys\n"
+        "real = os.scandir\n"
+        f"secret = {str(photos / 'secret')!r}\n"
+        "def scandir(path='.'):\n"
+        "    if os.fspath(path) == secret:\n"
+        "        raise PermissionError(13, 'Permission denied', secret)\n"
+        "    return real(path)\n"
+        "os.scandir = scandir\n"
+        "from inception_hub.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    cmd = [sys.executable, "-c", script, "classify", str(photos), "--checkpoint", v1_ckpt, "-f", "json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    rows = {Path(r["path"]).name: r for r in json.loads(proc.stdout)}
+    assert "not a regular file" in rows["fifo.jpg"]["error"] and "not a regular file" in rows["zero.jpg"]["error"]
+    assert all("predictions" in rows[name] for name in GOOD)
+    assert f"{photos / 'secret'}: cannot read the folder (Permission denied)" in proc.stderr

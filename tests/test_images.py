@@ -487,3 +487,13 @@ def test_load_image_passes_options_through() -> None:
     np.testing.assert_array_equal(out, expected)
     with pytest.raises(ImageDecodeError, match="image too large"):
         load_image(GRACE_HOPPER, (64, 48), max_pixels=10)
+
+
+def test_files_over_the_size_limit_are_refused_before_reading(tmp_path: Path, monkeypatch) -> None:
+    import inception_hub.images as images
+
+    path = tmp_path / "big.png"
+    Image.fromarray(_random_rgb(64, 64)).save(path)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 100)
+    with pytest.raises(ImageDecodeError, match=r"file too large \(\d+ bytes > limit 100\)"):
+        decode_image(path)

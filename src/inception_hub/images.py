@@ -13,6 +13,7 @@ import functools
 import io
 import os
 import re
+import stat
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,9 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 #: 256 MiB of RGB). Far more than a 224/299 network input needs, small enough that a decompression bomb
 #: cannot exhaust memory, and equal to Pillow's threshold, so Pillow never warns below our limit.
 DEFAULT_MAX_PIXELS: int = 89_478_485
+
+#: Largest encoded file read: far above any photo, a bound on what one file can make us hold.
+MAX_FILE_BYTES: int = 256 << 20
 
 _EXIF_ORIENTATION = 0x0112
 _U8_TO_UNIT = np.float32(1.0 / 255.0)  # what tf.image.convert_image_dtype multiplies by (not a division)
@@ -108,8 +112,16 @@ def _read_source(source: str | os.PathLike[str] | bytes) -> tuple[str | None, by
         raise TypeError(f"decode_image() needs a path or bytes, not {type(source).__name__}")
     path = os.fspath(source)
     try:
-        with open(path, "rb") as fh:
-            return path, fh.read()
+        # Non-blocking open, then fstat: a FIFO must not hang the reader, nor a device such as
+        # /dev/zero (perhaps behind a symlink named *.jpg) be read until memory runs out.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as fh:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageDecodeError(path, "not a regular file (a pipe, device or socket)")
+            if info.st_size > MAX_FILE_BYTES:
+                raise ImageDecodeError(path, f"file too large ({info.st_size} bytes > limit {MAX_FILE_BYTES})")
+            return path, fh.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
     except FileNotFoundError as exc:
         raise ImageDecodeError(path, "file not found") from exc
     except IsADirectoryError as exc:

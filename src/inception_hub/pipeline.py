@@ -32,18 +32,21 @@ class Result:
     error: str | None = None
 
 
-def find_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[str]]:
+def find_images(
+    inputs: Iterable[str | os.PathLike], errors: list[tuple[str, str]] | None = None
+) -> tuple[list[str], list[str]]:
     """Expand files, directories (recursively, image extensions only) and glob patterns.
 
     Returns (image paths in a stable order, inputs that matched nothing). A file named
-    explicitly is kept whatever its extension, so a mislabelled image still gets its say."""
+    explicitly is kept whatever its extension, so a mislabelled image still gets its say.
+    Folders that cannot be read are added to `errors` as (path, reason) when it is given."""
     found: list[str] = []
     unmatched: list[str] = []
     for item in inputs:
         text = os.fspath(item)
         p = Path(text)
         if p.is_dir():
-            found.extend(_images_under(p))
+            found.extend(_images_under(p, errors))
         elif p.is_file():
             found.append(text)
         elif glob.has_magic(text):
@@ -51,7 +54,7 @@ def find_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[st
             files = [h for h in hits if Path(h).is_file() and Path(h).suffix.lower() in IMAGE_EXTENSIONS]
             for h in hits:
                 if Path(h).is_dir():
-                    files.extend(_images_under(Path(h)))
+                    files.extend(_images_under(Path(h), errors))
             if files:
                 found.extend(files)
             else:
@@ -63,9 +66,13 @@ def find_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[st
     return unique, unmatched
 
 
-def _images_under(root: Path) -> list[str]:
+def _images_under(root: Path, errors: list[tuple[str, str]] | None) -> list[str]:
+    def unreadable(e: OSError) -> None:
+        if errors is not None:
+            errors.append((e.filename or str(root), f"cannot read the folder ({e.strerror or e})"))
+
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames.sort()
         out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
     return out

@@ -32,12 +32,17 @@ class Tally:
 
 
 def _find(images: list[str]) -> tuple[list[str], list[str]]:
-    """The image paths, after reporting inputs that matched nothing; none at all is an error."""
+    """The image paths, and the inputs that matched nothing or could not be read (each
+    reported); no image at all is an error."""
     from ..pipeline import find_images
 
-    paths, unmatched = find_images(images)
+    errors: list[tuple[str, str]] = []
+    paths, unmatched = find_images(images, errors)
     for item in unmatched:
         print(f"{PROG}: no images found at {item}", file=sys.stderr)
+    for folder, reason in errors:
+        print(f"{PROG}: {folder}: {reason}", file=sys.stderr)
+    unmatched += [folder for folder, _ in errors]
     if not paths:
         raise InceptionHubError("no images to process" + (f": {', '.join(unmatched)}" if unmatched else ""))
     return paths, unmatched
