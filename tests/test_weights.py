@@ -5,9 +5,11 @@ from __future__ import annotations
 import http.server
 import io
 import multiprocessing
+import os
 import socket
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -256,3 +258,32 @@ def test_two_processes_loading_at_once_share_one_download(server):
         p.join(timeout=60)
     assert results == [230, 230]
     assert server.requests == [None]  # the second process waited for the lock, then used the cache
+
+
+def test_what_killed_runs_left_is_cleaned_on_the_next(tmp_path):
+    root = W.cache_dir()
+    (root / "weights" / ARCH).mkdir(parents=True)
+    (root / "tmp" / "extract.abc").mkdir(parents=True)
+    old_file = root / "weights" / ARCH / ".x.npz.k3j2.tmp"
+    fresh_file = root / "weights" / ARCH / ".y.npz.a8d1.tmp"  # a write in progress right now
+    keep = root / "weights" / ARCH / "x.npz"
+    for p in (old_file, fresh_file, keep):
+        p.write_bytes(b"...")
+    hours_ago = time.time() - 2 * W.STALE_SECONDS
+    for p in (old_file, keep, root / "tmp" / "extract.abc"):
+        os.utime(p, (hours_ago, hours_ago))
+    removed = W.clean_stale()
+    assert sorted(removed) == sorted([old_file, root / "tmp" / "extract.abc"])
+    assert fresh_file.exists() and keep.exists()
+
+
+def test_an_oversized_archive_member_is_refused_before_extracting(tmp_path, checkpoints, monkeypatch):
+    tarball = tmp_path / "inception_v1_2016_08_28.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(checkpoints[ARCH, "v1"], arcname="inception_v1.ckpt")
+    real_bound = W.max_checkpoint_bytes(ARCH)
+    monkeypatch.setattr(W, "max_checkpoint_bytes", lambda arch: 1000)
+    with pytest.raises(CheckpointError, match=r"inception_v1.ckpt is \d+ bytes, more than a checkpoint"):
+        W.extract_checkpoint(tarball, tmp_path, ARCH)
+    assert not (tmp_path / "inception_v1.ckpt").exists()
+    assert real_bound > Path(checkpoints[ARCH, "v1"]).stat().st_size  # the real bound fits a real checkpoint

@@ -14,8 +14,10 @@ import fcntl
 import functools
 import hashlib
 import os
+import shutil
 import tarfile
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -141,8 +143,19 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_tarball(path: Path, arch: str | None) -> dict[str, np.ndarray]:
-    with tempfile.TemporaryDirectory(prefix="inception_hub_") as tmp:
+    # Extracted inside the cache, where a run killed meanwhile leaves nothing for long (clean_stale).
+    scratch = cache_dir() / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    clean_stale()
+    with tempfile.TemporaryDirectory(prefix="extract.", dir=scratch) as tmp:
         return _read_tf_checkpoint(str(extract_checkpoint(path, Path(tmp), arch)))
+
+
+def max_checkpoint_bytes(arch: str) -> int:
+    """An upper bound on a checkpoint file of `arch`: its float32 values, twice over for the
+    format's own bookkeeping and a margin."""
+    values = sum(int(np.prod(s.shape)) for s in variable_specs(arch, include_top=True, include_aux=True))
+    return 2 * 4 * values + (16 << 20)
 
 
 def extract_checkpoint(tarball: Path, dest_dir: Path, arch: str | None = None) -> Path:
@@ -158,6 +171,12 @@ def extract_checkpoint(tarball: Path, dest_dir: Path, arch: str | None = None) -
                     continue
                 if not m.isfile() or Path(clean).is_absolute() or ".." in Path(clean).parts or "/" in clean:
                     raise CheckpointError(f"{tarball}: refusing unsafe archive member {m.name!r}")
+                limit = max_checkpoint_bytes(arch) if arch else max(map(max_checkpoint_bytes, CARDS))
+                if m.size > limit:  # checked before a byte is written: a small .tar.gz can expand to GBs
+                    raise CheckpointError(
+                        f"{tarball}: {clean} is {m.size} bytes, more than a checkpoint of this network can be "
+                        f"({limit}); this is not the official release"
+                    )
                 out = dest_dir / clean
                 src = tar.extractfile(m)
                 assert src is not None
@@ -217,6 +236,32 @@ def _mismatch_message(arch, source, present, missing, unexpected, mismatched) ->
 
 
 # Cache -----------------------------------------------------------------------------------------
+
+#: A temporary file or folder untouched this long belongs to a run that died (kill -9, power loss).
+STALE_SECONDS = 3600
+
+
+def clean_stale(root: Path | None = None, now: float | None = None) -> list[Path]:
+    """Remove what killed runs left in the cache: atomic writes' `.*.tmp` files and staging
+    folders, and extraction scratch folders, untouched for STALE_SECONDS. Returns them."""
+    root = root or cache_dir()
+    now = now if now is not None else time.time()
+    removed = []
+    if not root.is_dir():
+        return removed
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        stale = [here / f for f in filenames if f.startswith(".") and f.endswith(".tmp")]
+        stale += [here / d for d in dirnames if (d.startswith(".") and "." in d[1:]) or here.name == "tmp"]
+        for p in stale:
+            try:
+                if now - p.lstat().st_mtime < STALE_SECONDS:
+                    continue
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                removed.append(p)
+            except OSError:  # gone already, or another process's: leave it
+                continue
+    return removed
 
 
 @contextlib.contextmanager
@@ -289,6 +334,7 @@ def _offline_help(arch: str, url: str) -> str:
 def load_weights(arch: str, checkpoint: str | os.PathLike | None = None, *, progress: bool = True) -> Weights:
     """The network's variables for `arch`: from `checkpoint` if given, else from the cache,
     downloading and converting the official release the first time."""
+    clean_stale()
     if checkpoint is not None:
         return validate(arch, read_checkpoint(checkpoint, arch), str(checkpoint))
     path = cached_path(arch)
