@@ -24,6 +24,7 @@ import inception_hub
 from conftest import IMAGES
 from inception_hub.cli import main
 from inception_hub.images import load_image
+from inception_hub.weights import cache_dir
 
 SAMPLE = IMAGES / "imagenet-sample"
 GOOD = ["n01443537_goldfish.JPEG", "n02096051_Airedale.JPEG", "n02793495_barn.JPEG", "n03584254_iPod.JPEG"]
@@ -260,3 +261,26 @@ def test_pipes_devices_and_unreadable_folders_are_reported_and_the_run_goes_on(p
     assert "not a regular file" in rows["fifo.jpg"]["error"] and "not a regular file" in rows["zero.jpg"]["error"]
     assert all("predictions" in rows[name] for name in GOOD)
     assert f"{photos / 'secret'}: cannot read the folder (Permission denied)" in proc.stderr
+
+
+def test_an_unwritable_output_gets_its_own_exit_status(photos, v1_ckpt, capsys):
+    blocked = photos / GOOD[0] / "features.npy"  # a folder that cannot exist: its parent is a file
+    assert main(["embed", str(photos / GOOD[1]), "-o", str(blocked), "--checkpoint", v1_ckpt, "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert "cannot write or read" in err and GOOD[0] in err and "Traceback" not in err
+
+
+def test_a_read_only_cache_still_runs_the_engine(photos, v1_ckpt, monkeypatch, capsys):
+    import errno
+
+    import inception_hub.engine.onnx as onnx_engine
+
+    def read_only(path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(onnx_engine, "atomic_file", read_only)
+    argv = ["classify", str(photos / GOOD[0]), "--checkpoint", v1_ckpt, "--backend", "onnxruntime", "-f", "json"]
+    with pytest.warns(UserWarning, match="cannot cache the engine model .*Read-only file system"):
+        assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)[0]["predictions"][0]["label"]
+    assert not list((cache_dir() / "engines").rglob("*.onnx"))

@@ -2,13 +2,16 @@
 and serve.
 
 Exit status: 0 on success, 1 when some images could not be read (the others are still
-processed and written), 2 for a usage, model or weights error.
+processed and written), 2 for a usage, model or weights error, 3 when a file or folder could
+not be written or read (full disk, read-only or missing folder), 141 when the reader of the
+output went away.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 from ..errors import InceptionHubError
 from .parser import PROG, build_parser
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    # Warnings (bf16 without hardware support, an unwritable cache, ...) read as the CLI's own.
+    warnings.formatwarning = lambda message, *_, **__: f"{PROG}: warning: {message}\n"
     if args.func.__name__.removeprefix("cmd_").replace("_", "-") in TF_COMMANDS:
         from ..quiet import import_tensorflow
 
@@ -60,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as e:  # a full disk, a read-only or missing folder: not the images' fault
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{PROG}: error: cannot write or read {where}{e.strerror or e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -8,7 +8,9 @@ within 1e-4. OpenVINO's bf16 mode is opt-in (`precision="bf16"`): faster, not ex
 
 from __future__ import annotations
 
+import atexit
 import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable
@@ -25,14 +27,26 @@ GRAPH_VERSION = 1
 
 
 def onnx_path(spec: ModelSpec, weights: Weights) -> Path:
-    """The converted model for these weights, converting once."""
+    """The converted model for these weights, converting once. Where the cache cannot be
+    written (read-only, full), the model goes to a temporary file that lives with the process."""
     path = cache_dir() / "engines" / spec.arch / f"{spec.kind}-{weights.digest[:16]}-g{GRAPH_VERSION}.onnx"
-    if not path.is_file():
-        from ..nets.onnx_builder import build_onnx
+    if path.is_file():
+        return path
+    from ..nets.onnx_builder import build_onnx
 
+    model = build_onnx(spec.arch, spec.num_classes, weights)
+    try:
         with atomic_file(path) as f:
-            f.write(build_onnx(spec.arch, spec.num_classes, weights))
-    return path
+            f.write(model)
+        return path
+    except OSError as e:
+        note = f"cannot cache the engine model in {path.parent} ({e.strerror or e}); using a temporary copy"
+        warnings.warn(note, stacklevel=3)
+        tmp = tempfile.NamedTemporaryFile(prefix="inception_hub_", suffix=".onnx", delete=False)  # noqa: SIM115
+        with tmp:
+            tmp.write(model)
+        atexit.register(Path(tmp.name).unlink, missing_ok=True)
+        return Path(tmp.name)
 
 
 def default_threads() -> int:
@@ -63,8 +77,9 @@ def openvino_runner(path: Path, precision: str, threads: int) -> Callable[[np.nd
         "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": threads,
-        "CACHE_DIR": str(path.parent / "openvino_cache"),
     }
+    if os.access(path.parent, os.W_OK):  # OpenVINO's compiled-model cache, beside the model
+        config["CACHE_DIR"] = str(path.parent / "openvino_cache")
     compiled = core.compile_model(str(path), "CPU", config)
     local = threading.local()  # an infer request is not shareable between threads
 
