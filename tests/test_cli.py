@@ -284,3 +284,26 @@ def test_a_read_only_cache_still_runs_the_engine(photos, v1_ckpt, monkeypatch, c
         assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)[0]["predictions"][0]["label"]
     assert not list((cache_dir() / "engines").rglob("*.onnx"))
+
+
+def test_models_and_cache_show_where_weights_came_from_and_clean_orphans(photos, v1_ckpt, capsys):
+    assert main(["fetch", "inception_v1", "--from", v1_ckpt, "--no-progress"]) == 0
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "inception_v1/classification/5" in out and "imported (not the release)" in out
+    inception_hub.load("inception_v1", backend="onnxruntime")
+    engines = cache_dir() / "engines" / "inception_v1"
+    (live,) = engines.glob("*.onnx")
+    orphan = engines / "classification-0123456789abcdef-g1.onnx"  # from weights no longer cached
+    orphan.write_bytes(b"onnx")
+    assert main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert f"imported from {Path(v1_ckpt).resolve()}" in out and str(live) in out
+    assert f"{orphan}  (orphan: its weights are gone)" in out and "MiB" in out
+    assert main(["cache", "--clean"]) == 0
+    assert live.exists() and not orphan.exists()
+    assert main(["cache", "--remove", "inception_v1"]) == 0
+    capsys.readouterr()
+    assert main(["models"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "/inception_v1/" in line]
+    assert len(rows) == 8 and all(line.endswith("not cached") for line in rows)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import io
 import multiprocessing
 import os
+import shutil
 import socket
 import tarfile
 import threading
@@ -287,3 +289,26 @@ def test_an_oversized_archive_member_is_refused_before_extracting(tmp_path, chec
         W.extract_checkpoint(tarball, tmp_path, ARCH)
     assert not (tmp_path / "inception_v1.ckpt").exists()
     assert real_bound > Path(checkpoints[ARCH, "v1"]).stat().st_size  # the real bound fits a real checkpoint
+
+
+def test_provenance_tells_an_import_from_the_release(release_tarball):
+    W.fetch(ARCH, release_tarball)  # imported by hand: not to be shown as the official release
+    p = W.provenance(ARCH)
+    assert p["origin"] == "imported" and p["source"] == str(release_tarball.resolve())
+    assert p["weights_digest"] == W.load_weights(ARCH).digest and len(p["file_sha256"]) == 64
+    W.cached_path(ARCH).unlink()
+    W.download_path(ARCH).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(release_tarball, W.download_path(ARCH))  # the release file, placed where a download goes
+    W.fetch(ARCH)
+    assert W.provenance(ARCH)["origin"] == "release"
+
+
+def test_a_release_with_the_wrong_digest_is_refused_and_removed(release_tarball, monkeypatch):
+    card = W.CARDS[ARCH]
+    wrong = dataclasses.replace(card, checkpoint=dataclasses.replace(card.checkpoint, sha256="0" * 64))
+    monkeypatch.setitem(W.CARDS, ARCH, wrong)
+    W.download_path(ARCH).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(release_tarball, W.download_path(ARCH))
+    with pytest.raises(CheckpointError, match="is not the official release's"):
+        W.fetch(ARCH)
+    assert not W.download_path(ARCH).exists() and not W.is_cached(ARCH)

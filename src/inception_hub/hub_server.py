@@ -23,7 +23,7 @@ from pathlib import Path
 from .catalog import CHANGELOG, NUM_CLASSES, ModelSpec, all_specs, signatures
 from .errors import InceptionHubError, WeightsUnavailableError
 from .export import export
-from .weights import cache_dir, cache_lock, fetch, is_cached, load_weights
+from .weights import cache_dir, cache_lock, fetch, is_cached, load_weights, provenance
 
 
 class ModuleStore:
@@ -38,6 +38,10 @@ class ModuleStore:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._digests: dict[tuple, str] = {}
+
+    def official(self, arch: str) -> bool:
+        """Whether `arch`'s modules come from the official release (as far as it is recorded)."""
+        return arch not in self.checkpoints and (provenance(arch) or {}).get("origin", "release") == "release"
 
     def weights_digest(self, arch: str) -> str:
         """The digest of the weights `arch`'s modules are built from (an explicit checkpoint, or
@@ -76,7 +80,7 @@ class ModuleStore:
         return out
 
 
-def model_page(spec: ModelSpec, base_url: str) -> str:
+def model_page(spec: ModelSpec, base_url: str, official: bool = True) -> str:
     """The HTML page of one module: overview, contract, provenance, usage, changelog."""
     card = spec.card
     arch = card.architecture
@@ -110,6 +114,11 @@ def model_page(spec: ModelSpec, base_url: str) -> str:
         if v <= spec.version
     )
     title = html.escape(spec.handle)
+    weights = (
+        f'the TF-Slim checkpoint <a href="{ckpt.url}">{ckpt.tarball}</a>'
+        if official
+        else f"weights this server was given, <b>not</b> the official release {ckpt.tarball}"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.4}}
@@ -125,8 +134,7 @@ code,pre{{background:#f4f4f4;padding:.1em .3em}}pre{{padding:.8em}}</style></hea
 ({size}); the module maps them to [-1, 1] itself.</li>
 <li>Output: {output}.</li></ul>
 <h2>Provenance</h2>
-<p>Rebuilt by inception-hub from the TF-Slim checkpoint
-<a href="{ckpt.url}">{ckpt.tarball}</a>, the network defined as in TF-Slim and checked against the
+<p>Rebuilt by inception-hub from {weights}, the network defined as in TF-Slim and checked against the
 TF-Slim graphs' outputs. Paper: <a href="{paper_url}">{html.escape(paper)}</a>.</p>
 <h2>Usage</h2>
 <pre>import tensorflow_hub as hub
@@ -186,7 +194,8 @@ class HubRequestHandler(http.server.BaseHTTPRequestHandler):
                     503, "text/plain; charset=utf-8", b"this module cannot be built; see the server log\n"
                 )
             return self._send_file(path)
-        return self._send(200, "text/html; charset=utf-8", model_page(spec, base).encode())
+        page = model_page(spec, base, official=self.store.official(spec.arch))
+        return self._send(200, "text/html; charset=utf-8", page.encode())
 
     def _send(self, code: int, ctype: str, body: bytes) -> None:
         self.send_response(code)

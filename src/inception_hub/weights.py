@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import json
 import os
 import shutil
 import tarfile
@@ -294,18 +295,67 @@ def fetch(arch: str, source: str | os.PathLike | None = None, *, progress: bool 
     with cache_lock(arch):
         if source is not None:
             weights = validate(arch, read_checkpoint(source, arch), str(source))
-            return save_npz(weights, dest)
+            origin = {"origin": "imported", "source": str(Path(source).resolve()), "file_sha256": _sha256(source)}
+            return _save(weights, dest, origin)
         if dest.is_file():
             return dest
         tarball = download_path(arch)
         if not tarball.is_file():
             _download_release(arch, tarball, progress)
         try:
+            sha = _check_release_digest(arch, tarball)
             weights = validate(arch, read_checkpoint(tarball, arch), str(tarball))
         except CheckpointError:
             tarball.unlink(missing_ok=True)  # a bad download must not stick in the cache
             raise
-        return save_npz(weights, dest)
+        origin = {"origin": "release", "source": CARDS[arch].checkpoint.tarball, "file_sha256": sha}
+        return _save(weights, dest, origin)
+
+
+def _save(weights: Weights, dest: Path, origin: dict) -> Path:
+    """The weights and, beside them, where they came from (`provenance`)."""
+    save_npz(weights, dest)
+    record = {**origin, "weights_digest": weights.digest, "cached": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with atomic_file(provenance_path(dest)) as f:
+        f.write(json.dumps(record, indent=1).encode())
+    return dest
+
+
+def provenance_path(weights_file: Path) -> Path:
+    return weights_file.with_suffix(".json")
+
+
+def provenance(arch: str) -> dict | None:
+    """Where the cached weights of `arch` came from: `origin` ("release": the official tarball,
+    downloaded or placed in the downloads folder; "imported": `fetch --from`), `source`,
+    `file_sha256` and `weights_digest`; None when nothing is cached or nothing was recorded."""
+    path = provenance_path(cached_path(arch))
+    try:
+        return json.loads(path.read_text()) if cached_path(arch).is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _sha256(path: str | os.PathLike) -> str | None:
+    p = Path(path)
+    if not p.is_file():
+        return None  # a V2 prefix or a folder: no single file to name
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_release_digest(arch: str, tarball: Path) -> str | None:
+    """The tarball's sha256, checked against the release's where the card records it."""
+    sha = _sha256(tarball)
+    expected = CARDS[arch].checkpoint.sha256
+    if expected and sha != expected:
+        raise CheckpointError(
+            f"{tarball}: sha256 {sha} is not the official release's ({expected}); it was removed, fetch it again"
+        )
+    return sha
 
 
 def _download_release(arch: str, tarball: Path, progress: bool) -> None:

@@ -170,14 +170,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..weights import cache_dir, is_cached
+    from ..weights import cache_dir, is_cached, provenance
+
+    def weights(arch: str) -> str:
+        if not is_cached(arch):
+            return "not cached"
+        origin = (provenance(arch) or {}).get("origin")
+        return {"release": "official release", "imported": "imported (not the release)"}.get(origin, "cached")
 
     rows = [("HANDLE", "INPUT", "OUTPUT", "FORMAT", "WEIGHTS")]
     for s in all_specs():
         h, w = s.image_size
         size = f"{h}x{w}" + ("+" if s.variable_size else "")
         output = f"{s.output_dim} {'logits' if s.num_classes else 'features'}"
-        rows.append((s.handle, size, output, s.hub_format, "cached" if is_cached(s.arch) else "not cached"))
+        rows.append((s.handle, size, output, s.hub_format, weights(s.arch)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -276,6 +282,22 @@ def cmd_serve_hub(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .. import cache
+
+    if args.remove or args.clean:
+        removed = cache.remove(args.remove) if args.remove else cache.clean()
+        for path in removed:
+            print(f"removed {path}")
+        print(f"{len(removed)} removed from {cache.cache_dir()}")
+        return 0
+    items = cache.entries()
+    for e in items:
+        print(f"{e.kind:<9} {cache.human(e.bytes):>10}  {e.path}" + (f"  ({e.note})" if e.note else ""))
+    print(f"{cache.human(sum(e.bytes for e in items))} in {cache.cache_dir()}")
     return 0
 
 

@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     h.set_defaults(func=c.cmd_serve_hub)
 
+    k = sub.add_parser("cache", help="list what the cache holds with sizes; remove or clean it")
+    k.add_argument("--remove", metavar="WHAT", help="an architecture's weights, engines, hub, downloads, tmp or all")
+    k.add_argument("--clean", action="store_true", help="remove orphans, converted downloads and leftovers")
+    k.set_defaults(func=c.cmd_cache)
+
     f = sub.add_parser("fetch", help="download a model's weights into the cache, or import them from a file")
     f.add_argument("model", help="model handle or short name")
     f.add_argument("--from", dest="source", metavar="PATH", help="local release .tar.gz, checkpoint file or prefix")
