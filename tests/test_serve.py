@@ -357,8 +357,17 @@ def test_requests_are_admitted_before_their_body_is_read_and_the_deadline_covers
             small = {"instances": np.full((1, 32, 32, 3), 0.5).tolist()}
             status, body = http("POST", f"{s.url}{path}", small)
             assert status == 429 and "MiB of requests in progress" in json.loads(body)["error"]
+            # A client that asks first (Expect: 100-continue) is refused before it sends its body.
+            asking = {**headers, "Content-Length": 2_000_000, "Expect": "100-continue"}
+            with raw_post(port, path, asking, b"") as sock:
+                assert status_of(sock) == 429
             assert status_of(stalled) == 504  # the body never came: the deadline ended it
         assert http("POST", f"{s.url}{path}", small)[0] == 200  # the budget is free again
+        body = json.dumps(small).encode()
+        with raw_post(port, path, {**headers, "Content-Length": len(body), "Expect": "100-continue"}, b"") as sock:
+            assert status_of(sock) == 100  # go ahead
+            sock.sendall(body)
+            assert status_of(sock) == 200
     finally:
         s.shutdown()
 

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-images", type=positive, default=64, help="images per request")
     v.add_argument("--max-body-mb", type=float, default=64.0, help="request body limit")
     v.add_argument(
-        "--max-inflight-mb", type=float, default=256.0, help="request bodies in progress at once before 429"
+        "--max-inflight-mb", type=float, default=64.0, help="request bodies in progress at once before 429"
     )
     v.add_argument("--max-pixels", type=positive, default=40_000_000, help="decoded pixels per image")
     v.add_argument("--max-input-pixels", type=positive, default=1 << 20, help="pixels per image sent as a float array")

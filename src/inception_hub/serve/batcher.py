@@ -65,18 +65,33 @@ class Batcher:
         """Images waiting for a batch."""
         return self._queued_images
 
-    async def submit(self, images: np.ndarray) -> np.ndarray:
+    def reserve(self, n: int) -> int:
+        """Hold queue room for `n` images that are still being decoded (Overloaded if there is
+        none), so a request is refused before the work of decoding it. Returns `n`; give it to
+        `submit`, or back with `release` if the images never come."""
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
+        if self._queued_images + n > self.max_queue:
+            raise Overloaded(f"queue full ({self._queued_images} images waiting, limit {self.max_queue}); retry later")
+        self._queued_images += n
+        return n
+
+    def release(self, n: int) -> None:
+        self._queued_images -= n
+
+    async def submit(self, images: np.ndarray, reserved: int = 0) -> np.ndarray:
         if self._closing:
             raise ShuttingDown("the server is shutting down")
         n = len(images)
-        if self._queued_images + n > self.max_queue:
+        extra = n - reserved  # images not yet counted by a reservation
+        if extra > 0 and self._queued_images + extra > self.max_queue:
             raise Overloaded(f"queue full ({self._queued_images} images waiting, limit {self.max_queue}); retry later")
+        self._queued_images += extra
         # Larger requests are split so one batch never exceeds max_batch.
         chunks = [images[i : i + self.max_batch] for i in range(0, n, self.max_batch)] or [images]
         futures = []
         for chunk in chunks:
             fut = asyncio.get_running_loop().create_future()
-            self._queued_images += len(chunk)
             self._queue.put_nowait(_Item(chunk, fut))
             futures.append(fut)
         results = await asyncio.gather(*futures)

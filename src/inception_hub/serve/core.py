@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ctypes
+import ctypes.util
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +67,24 @@ class Limits:
     max_queue: int = 512  # images waiting per model output, beyond which requests get 429
     #: Request bodies being read, parsed, decoded or run at once; past it requests get 429
     #: before their body is read. Memory stays within a small multiple of it (see README).
-    max_inflight_bytes: int = 256 << 20
+    max_inflight_bytes: int = 64 << 20
+
+
+_libc = None
+
+
+def _release_memory() -> None:
+    """Give freed heap back to the system once the server has been idle for a second: after a
+    burst of large requests, glibc would otherwise keep gigabytes of freed arenas."""
+    global _libc
+    if _libc is False:
+        return
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        _libc = False
 
 
 class Metrics:
@@ -233,15 +252,7 @@ class ServingCore:
         inference) within the request timeout, once admitted. A request is refused before any of
         that work: while draining (503), when the model's queue is full or when the request bodies
         already in flight would pass `max_inflight_bytes` (429)."""
-        if self.draining:
-            raise Unavailable("the server is shutting down")
-        if nbytes > self.limits.max_body_bytes:
-            raise TooLarge(f"request body larger than {self.limits.max_body_bytes} bytes")
-        for (name, _), batcher in self.batchers.items():
-            if name == model.name and batcher.queue_depth >= self.limits.max_queue:
-                raise ResourceExhausted(f"queue full ({batcher.queue_depth} images waiting); retry later")
-        if self.inflight_bytes and self.inflight_bytes + nbytes > self.limits.max_inflight_bytes:
-            raise ResourceExhausted(f"busy ({self.inflight_bytes >> 20} MiB of requests in progress); retry later")
+        self.check_admission(model, nbytes)
         self.inflight_bytes += nbytes
         self.active += 1
         try:
@@ -253,17 +264,63 @@ class ServingCore:
             self.active -= 1
             if not self.active:
                 self._idle.set()
+                asyncio.get_running_loop().call_later(1.0, self._trim_when_idle)
 
-    async def predict(self, model: ServedModel, sig: Signature, images: np.ndarray) -> np.ndarray:
-        """Queue checked images for batching (within `admitted`, which bounds the time and
-        refuses new requests while draining)."""
-        x = self.check_array(model, images)
+    def check_admission(self, model: ServedModel, nbytes: int) -> None:
+        """What `admitted` checks, for a request of `nbytes` (also asked before a client that
+        sent `Expect: 100-continue` sends its body)."""
+        if self.draining:
+            raise Unavailable("the server is shutting down")
+        if nbytes > self.limits.max_body_bytes:
+            raise TooLarge(f"request body larger than {self.limits.max_body_bytes} bytes")
+        for (name, _), batcher in self.batchers.items():
+            if name == model.name and batcher.queue_depth >= self.limits.max_queue:
+                raise ResourceExhausted(f"queue full ({batcher.queue_depth} images waiting); retry later")
+        if self.inflight_bytes and self.inflight_bytes + nbytes > self.limits.max_inflight_bytes:
+            raise ResourceExhausted(f"busy ({self.inflight_bytes >> 20} MiB of requests in progress); retry later")
+
+    def _trim_when_idle(self) -> None:
+        if not self.active:
+            _release_memory()
+
+    async def run(self, model: ServedModel, sig: Signature, count: int, images: Awaitable[np.ndarray]) -> np.ndarray:
+        """Hold queue room for `count` images (429 when there is none) before `images` decodes
+        them, then batch them: decoded images never wait outside the bounded queue."""
         batcher = self.batchers[model.name, sig.output]
         try:
-            return await batcher.submit(x)
+            reserved = batcher.reserve(count)
         except Overloaded as e:
+            images.close()  # never started
             raise ResourceExhausted(str(e)) from None
         except ShuttingDown as e:
+            images.close()
+            raise Unavailable(str(e)) from None
+        try:
+            x = await images
+        except BaseException:
+            batcher.release(reserved)
+            raise
+        if len(x) != count:  # the decoder's count is the truth; the queue check in submit covers it
+            batcher.release(reserved)
+            reserved = 0
+        return await self.predict(model, sig, x, reserved)
+
+    async def predict(self, model: ServedModel, sig: Signature, images: np.ndarray, reserved: int = 0) -> np.ndarray:
+        """Queue checked images for batching (within `admitted`, which bounds the time and
+        refuses new requests while draining)."""
+        batcher = self.batchers[model.name, sig.output]
+        try:
+            x = self.check_array(model, images)
+        except InvalidArgument:
+            batcher.release(reserved)
+            raise
+        try:
+            return await batcher.submit(x, reserved)
+        except Overloaded as e:  # refused before queueing: the reservation is given back
+            batcher.release(reserved)
+            raise ResourceExhausted(str(e)) from None
+        except ShuttingDown as e:
+            batcher.release(reserved)
             raise Unavailable(str(e)) from None
         except ValueError as e:  # the module's own input checks (e.g. too small for the network)
             raise InvalidArgument(str(e)) from None

@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .core import InvalidArgument, ServingCore, ServingError, TooLarge, UnsupportedMediaType
@@ -37,7 +37,7 @@ def make_app(core: ServingCore) -> web.Application:
     for prefix in (f"/v1/models/{NAME}", f"/v1/models/{NAME}/versions/{VERSION}"):
         r.add_get(prefix, status)
         r.add_get(prefix + "/metadata", metadata)
-        r.add_post(prefix + ":predict", predict)
+        r.add_post(prefix + ":predict", predict, expect_handler=expect_continue)
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
@@ -124,6 +124,22 @@ async def metadata(request: web.Request) -> web.Response:
     )
 
 
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue` (curl sends it for large bodies): a request the server would refuse
+    is refused before its client sends the body."""
+    core: ServingCore = request.app[CORE]
+    try:
+        model = _model(request)
+        core.check_admission(model, request.content_length or core.limits.max_body_bytes)
+    except ServingError as e:
+        return web.json_response({"error": e.message}, status=e.http_status)
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return None
+    raise web.HTTPExpectationFailed(text=f"unknown Expect: {request.headers.get('Expect')}")
+
+
 async def predict(request: web.Request) -> web.Response:
     core: ServingCore = request.app[CORE]
     started = time.perf_counter()
@@ -155,8 +171,7 @@ async def _answer(request: web.Request, core: ServingCore, model: ServedModel) -
     loop = asyncio.get_running_loop()
     columnar, sig_name, items = await loop.run_in_executor(core.decoding, _parse, raw)
     sig = core.signature(model, sig_name)
-    x = await _images(core, model, items)
-    out = await core.predict(model, sig, x)
+    out = await core.run(model, sig, len(items), _images(core, model, items))
     return ("outputs" if columnar else "predictions"), out
 
 
