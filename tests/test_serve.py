@@ -8,12 +8,17 @@ import base64
 import gzip
 import io
 import json
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection, HTTPException
 
 import grpc
 import numpy as np
@@ -450,6 +455,49 @@ def test_shutdown_under_load_answers_503_and_never_500(models):
     assert not s.thread.is_alive()
     assert set(codes) <= {200, 503, "closed"}, codes
     assert [f.result() for f in before].count(200) >= 1 and 503 in codes + ["closed"]
+
+
+def test_sigterm_under_load_drains_and_exits(v1_ckpt, tmp_path):
+    """The real command, SIGTERM while keep-alive clients post photos: no 5xx but 503, and the
+    process exits by itself, promptly, with status 0."""
+    cmd = [sys.executable, "-m", "inception_hub.cli", "serve", "--port", "0", "--grpc-port", "0"]
+    proc = subprocess.Popen(
+        cmd + ["--checkpoint", f"inception_v1={v1_ckpt}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1))
+        body = json.dumps({"instances": [{"b64": b64(GRACE)}]}).encode()
+        codes: list = []
+        stop = threading.Event()
+
+        def client():
+            conn = HTTPConnection("127.0.0.1", port, timeout=60)
+            while not stop.is_set():
+                try:
+                    conn.request("POST", "/v1/models/inception_v1:predict", body, {"Content-Type": "application/json"})
+                    response = conn.getresponse()
+                    response.read()
+                    codes.append(response.status)
+                except (OSError, HTTPException):
+                    codes.append("closed")
+                    conn.close()
+                    conn = HTTPConnection("127.0.0.1", port, timeout=60)
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=client) for _ in range(12)]
+        for t in threads:
+            t.start()
+        time.sleep(3.0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=45) == 0  # it exits by itself, within the drain
+        stop.set()
+        for t in threads:
+            t.join(60)
+    finally:
+        proc.kill()
+    answered = [c for c in codes if c != "closed"]
+    assert 200 in answered and all(c in (200, 429, 503) for c in answered), sorted(set(map(str, codes)))
 
 
 def test_ports_in_use_and_impossible_limits_are_reported_before_loading(capsys):
