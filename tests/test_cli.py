@@ -290,7 +290,7 @@ def test_models_and_cache_show_where_weights_came_from_and_clean_orphans(photos,
     assert main(["fetch", "inception_v1", "--from", v1_ckpt, "--no-progress"]) == 0
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "inception_v1/classification/5" in out and "imported (not the release)" in out
+    assert "inception_v1/classification/5" in out and "cached (imported, not the release)" in out
     inception_hub.load("inception_v1", backend="onnxruntime")
     engines = cache_dir() / "engines" / "inception_v1"
     (live,) = engines.glob("*.onnx")

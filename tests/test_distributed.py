@@ -135,6 +135,39 @@ def test_a_saved_model_runs_on_the_actors(cluster, photos, v1_ckpt, tmp_path):
         np.testing.assert_allclose(features[path]["features"], fv, atol=1e-5)
 
 
+def _listening(pids: set[int]) -> list[tuple[str, int]]:
+    """(address, pid) of the TCP sockets these processes listen on, read from /proc."""
+    inodes = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = pid
+        except OSError:
+            continue
+    out = []
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(fields[1].split(":")[0])
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # little-endian words
+            out.append((socket.inet_ntop(family, raw), inodes[fields[9]]))
+    return out
+
+
+def test_a_local_cluster_listens_on_loopback_only(cluster):
+    """Ray's ports accept code to run, without authentication: a cluster started for a job must
+    not be reachable from other machines."""
+    listening = _listening(set(_descendants(os.getpid())))
+    assert len(listening) >= 3  # GCS, raylet, object manager, ...
+    loopback = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+    exposed = [(ip, _cmdline(pid)[:60]) for ip, pid in listening if ip not in loopback]
+    assert not exposed, exposed
+
+
 def test_bad_arguments_are_refused_before_any_work(v1_ckpt, tmp_path):
     with pytest.raises(InputError, match="feature vectors"):
         distributed.ModelSource.prepare("classify", "inception_v1/feature_vector", v1_ckpt)

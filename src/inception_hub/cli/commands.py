@@ -176,7 +176,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not is_cached(arch):
             return "not cached"
         origin = (provenance(arch) or {}).get("origin")
-        return {"release": "official release", "imported": "imported (not the release)"}.get(origin, "cached")
+        return {"release": "cached (official release)", "imported": "cached (imported, not the release)"}.get(
+            origin, "cached"
+        )
 
     rows = [("HANDLE", "INPUT", "OUTPUT", "FORMAT", "WEIGHTS")]
     for s in all_specs():

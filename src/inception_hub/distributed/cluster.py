@@ -50,7 +50,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
     try:
         # Quiet: Ray's services log to files in its session folder; its C++ start-up notes are
         # not for CLI users.
-        with silenced_stderr() if quiet else contextlib.nullcontext():
+        with silenced_stderr() if quiet else contextlib.nullcontext(), _loopback(address == "local"):
             ray.init(address=address, **kwargs)
     except (ConnectionError, TimeoutError, RuntimeError) as e:
         raise InceptionHubError(
@@ -62,6 +62,31 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
             logging.getLogger(name).setLevel(level)
         ray.data.DataContext.get_current().enable_progress_bars = False
     return True
+
+
+@contextlib.contextmanager
+def _loopback(local: bool):
+    """While a local cluster starts, make Ray take 127.0.0.1 as this node's address, so that its
+    services (whose ports accept code to run, without authentication) listen on loopback only.
+    Ray's own switch for that is RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0; the services started now
+    inherit it, and this process gets its setting back afterwards."""
+    if not local:
+        yield
+        return
+    from ray._private import ray_constants
+
+    before_env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+        if before_env is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = before_env
 
 
 def _check_reachable(address: str) -> None:
