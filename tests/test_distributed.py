@@ -23,6 +23,7 @@ import ray
 import inception_hub
 from conftest import IMAGES
 from inception_hub import distributed, pipeline
+from inception_hub.distributed.cluster import _alive
 from inception_hub.errors import InceptionHubError, InputError
 
 pytestmark = pytest.mark.slow  # starts Ray clusters
@@ -323,6 +324,22 @@ def test_killed_worker_and_killed_driver_then_resume_give_complete_output(many_p
     assert all((out2 / name).stat().st_mtime_ns == ns for name, ns in written.items())
     assert (out2 / "_SUCCESS").is_file()
     _check_complete(out2, paths, expected)
+
+
+def test_what_a_killed_driver_left_running_is_stopped_by_the_next_run(photos, v1_ckpt, tmp_path):
+    out = tmp_path / "out"
+    args = ["embed", str(photos), "--engine", "ray", "-o", str(out), "--checkpoint", v1_ckpt]
+    args += ["--partition-size", "4", "--batch-size", "4"]
+    job = _start_job(args)
+    _wait_for_partitions(out, job, 1)
+    family = _descendants(job.pid)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    time.sleep(5)
+    lingering = [pid for pid in family if _alive(pid)]
+    assert lingering, "the local cluster went with its driver: nothing to clean up"  # Ray's agents stay
+    _cli(*args, "--resume", check=1)
+    assert not [pid for pid in lingering if _alive(pid)], [_cmdline(p) for p in lingering if _alive(p)]
 
 
 def _free_port() -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 from ..errors import InceptionHubError, InputError
@@ -39,6 +41,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(level)
     if address == "local":
+        reap_orphans()
         kwargs.update(num_cpus=num_cpus, include_dashboard=False)
         # Local workers see this process's settings (cache folder, offline mode).
         env = {k: v for k, v in os.environ.items() if k.startswith("INCEPTION_HUB_")}
@@ -64,6 +67,39 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
     return True
 
 
+#: Set in the environment of a local cluster's processes: the pid of the driver that started it.
+DRIVER_ENV = "INCEPTION_HUB_RAY_DRIVER"
+
+
+def reap_orphans() -> list[int]:
+    """Stop what the local cluster of a driver that died (kill -9) left running: Ray's agents
+    outlive such a driver for minutes. Returns the pids stopped."""
+    marker = DRIVER_ENV.encode() + b"="
+    stopped = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:  # gone, or not ours to read
+            continue
+        driver = next((int(v[len(marker) :]) for v in env.split(b"\0") if v.startswith(marker)), None)
+        if driver is None or driver == os.getpid() or _alive(driver):
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(entry.name), signal.SIGKILL)
+            stopped.append(int(entry.name))
+    return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie is dead; only its exit status waits to be collected
+
+
 @contextlib.contextmanager
 def _loopback(local: bool):
     """While a local cluster starts, make Ray take 127.0.0.1 as this node's address, so that its
@@ -79,9 +115,11 @@ def _loopback(local: bool):
     before = ray_constants.ENABLE_RAY_CLUSTER
     os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[DRIVER_ENV] = str(os.getpid())  # marks the cluster's processes as this driver's
     try:
         yield
     finally:
+        os.environ.pop(DRIVER_ENV, None)
         ray_constants.ENABLE_RAY_CLUSTER = before
         if before_env is None:
             os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
