@@ -573,3 +573,14 @@ paths = st.sampled_from(
 def test_fuzz_finds_no_5xx(server, method, path, body):
     status, _ = http(method, server.url + path, body if method in ("POST", "PUT") else None)
     assert status < 500
+
+
+def test_serve_passes_backend_and_limits_from_the_command_line(monkeypatch):
+    import inception_hub.serve as serve_module
+
+    seen = {}
+    monkeypatch.setattr(serve_module, "serve", lambda models, **kwargs: seen.update(kwargs, models=models))
+    argv = ["serve", "--models", "inception_v1", "--backend", "openvino", "--max-inflight-mb", "8"]
+    assert main(argv + ["--max-input-pixels", "4096", "--port", "0", "--grpc-port", "-1"]) == 0
+    assert seen["backend"] == "openvino" and seen["models"] == ["inception_v1"]  # --backend was once ignored
+    assert seen["limits"].max_inflight_bytes == 8 << 20 and seen["limits"].max_input_pixels == 4096
