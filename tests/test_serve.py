@@ -377,6 +377,23 @@ def test_requests_are_admitted_before_their_body_is_read_and_the_deadline_covers
         s.shutdown()
 
 
+def test_requests_whose_client_went_away_are_not_run(models):
+    s = Running([slow(models[0], 0.5)], max_batch=1, workers=1, grpc=False)
+    try:
+        port = int(s.url.rsplit(":", 1)[1])
+        body = json.dumps({"instances": np.full((1, 32, 32, 3), 0.5).tolist()}).encode()
+        headers = {"Content-Type": "application/json", "Content-Length": len(body)}
+        socks = [raw_post(port, "/v1/models/inception_v1:predict", headers, body) for _ in range(4)]
+        time.sleep(0.3)  # all four are in: one runs, three wait in the queue
+        for sock in socks:  # and then their clients leave
+            sock.close()
+        time.sleep(3.0)  # anything still queued would have run by now
+        executions, _ = batch_counts(s)
+        assert executions <= 2, executions  # at most the first, already running, and one more
+    finally:
+        s.shutdown()
+
+
 def test_requests_whose_deadline_passed_are_not_run(models):
     s = Running([slow(models[0], 0.5)], max_batch=1, workers=1, limits=Limits(timeout_s=0.3), grpc=False)
     try:

@@ -38,7 +38,9 @@ async def run_server(
     answer what is queued and in flight, close."""
     await core.start()
     # The drain below waits for requests itself; the runner then only closes idle connections.
-    runner = web.AppRunner(make_app(core), access_log=None, shutdown_timeout=1.0)
+    # handler_cancellation: a client that disconnects cancels its request, so its images are
+    # dropped from the queue instead of run for nobody.
+    runner = web.AppRunner(make_app(core), access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
