@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import tf_checkpoint
 from .atomic import atomic_file
 from .catalog import CARDS, CheckpointSource
 from .download import DownloadError, download
@@ -104,9 +105,7 @@ def _checkpoint_prefix(p: Path) -> str:
     if ".data-" in p.name:
         return text.split(".data-")[0]
     if p.is_dir():
-        import tensorflow as tf
-
-        latest = tf.train.latest_checkpoint(text)
+        latest = _latest_checkpoint(p)
         if latest:
             return latest
         found = sorted(p.glob("*.ckpt")) + sorted(q.with_suffix("") for q in p.glob("*.index"))
@@ -120,17 +119,28 @@ def _checkpoint_prefix(p: Path) -> str:
     raise CheckpointError(f"{p}: no such checkpoint file (nor a V2 checkpoint prefix with {p.name}.index)")
 
 
-def _read_tf_checkpoint(prefix: str) -> dict[str, np.ndarray]:
-    import tensorflow as tf
-
+def _latest_checkpoint(folder: Path) -> str | None:
+    """What the folder's `checkpoint` state file names (as tf.train.latest_checkpoint reads it)."""
     try:
-        reader = tf.train.load_checkpoint(prefix)
-        shapes = reader.get_variable_to_shape_map()
-        return {n: np.asarray(reader.get_tensor(n), dtype=np.float32) for n in shapes}
-    except Exception as e:  # TF raises DataLossError, NotFoundError, ValueError, ... with C++ detail
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = (folder / "checkpoint").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "model_checkpoint_path":
+            path = folder / value.strip().strip('"')  # an absolute path stays absolute
+            if path.is_file() or path.with_name(path.name + ".index").is_file():
+                return str(path)
+    return None
+
+
+def _read_tf_checkpoint(prefix: str) -> dict[str, np.ndarray]:
+    """A V1 file or V2 prefix, read without TensorFlow (`tf_checkpoint`), as float32 arrays."""
+    try:
+        return {n: np.asarray(v, dtype=np.float32) for n, v in tf_checkpoint.read(prefix).items()}
+    except CheckpointError as e:
         raise CheckpointError(
-            f"{prefix}: not a readable TensorFlow checkpoint ({detail[:200]}). Pass a TF-Slim checkpoint "
+            f"not a readable TensorFlow checkpoint: {e}. Pass a TF-Slim checkpoint "
             "(the .ckpt file from the release tarball), a V2 prefix, or the .tar.gz itself."
         ) from None
 
