@@ -28,6 +28,7 @@ def synthetic_checkpoint() -> str | None:
         return None
     out = ROOT / ".demo" / "inception_v1.ckpt"
     if not out.is_file():
+        import_tensorflow()  # the reference script writes the checkpoint with TensorFlow's own ops
         spec = importlib.util.spec_from_file_location("synth_checkpoint", script)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
@@ -36,7 +37,6 @@ def synthetic_checkpoint() -> str | None:
 
 
 def main() -> int:
-    import_tensorflow()
     args = ["classify", str(SAMPLES), "--model", "google/imagenet/inception_v1/classification/5", "--top-k", "5"]
     try:
         fetch("inception_v1")

@@ -307,3 +307,20 @@ def test_models_and_cache_show_where_weights_came_from_and_clean_orphans(photos,
     assert main(["models"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "/inception_v1/" in line]
     assert len(rows) == 8 and all(line.endswith("not cached") for line in rows)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_engine_classify_and_embed_never_import_tensorflow(photos, v1_ckpt, tmp_path, backend):
+    code = (
+        "import sys\n"
+        "from inception_hub.cli import main\n"
+        f"photo = {str(photos / GOOD[0])!r}\n"
+        f"rc1 = main(['classify', photo, '--checkpoint', {v1_ckpt!r}, '--backend', {backend!r}, '-f', 'json'])\n"
+        f"rc2 = main(['embed', photo, '-o', {str(tmp_path / 'f.npz')!r}, '--checkpoint', {v1_ckpt!r},"
+        f" '--backend', {backend!r}])\n"
+        "import inception_hub\n"
+        f"m = inception_hub.load('inception_v1', {v1_ckpt!r}, backend={backend!r})\n"
+        "print('RESULT', rc1, rc2, m.backend, 'tensorflow' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert f"RESULT 0 0 {backend} False" in proc.stdout, proc.stdout + proc.stderr

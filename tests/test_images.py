@@ -497,3 +497,45 @@ def test_files_over_the_size_limit_are_refused_before_reading(tmp_path: Path, mo
     monkeypatch.setattr(images, "MAX_FILE_BYTES", 100)
     with pytest.raises(ImageDecodeError, match=r"file too large \(\d+ bytes > limit 100\)"):
         decode_image(path)
+
+
+def _jpeg_variants() -> list[tuple[str, bytes]]:
+    """The same photos written the ways encoders write JPEGs: progressive, every chroma
+    subsampling Pillow offers, greyscale, restart markers, odd sizes, low and high quality."""
+    out = []
+    base = Image.open(GRACE_HOPPER).convert("RGB")
+    for w, h in ((base.width, base.height), (333, 257), (17, 9), (1, 1), (801, 3)):
+        img = base.resize((w, h))
+        for options in (
+            {"quality": 90},
+            {"quality": 30, "subsampling": "4:4:4"},
+            {"quality": 75, "subsampling": "4:2:2"},
+            {"quality": 75, "subsampling": "4:2:0", "progressive": True},
+            {"quality": 95, "optimize": True, "restart_marker_blocks": 1},
+        ):
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", **options)
+            out.append((f"{w}x{h} {options}", buf.getvalue()))
+        buf = io.BytesIO()
+        img.convert("L").save(buf, "JPEG", quality=80, progressive=True)
+        out.append((f"{w}x{h} grey progressive", buf.getvalue()))
+    return out
+
+
+def test_jpeg_decoding_is_bit_identical_to_tensorflow_on_every_sample_and_variant() -> None:
+    """No TensorFlow at run time, the same pixels: every JPEG of the shared images (all 901) and
+    encoder variants, decoded as tf.io.decode_jpeg decodes them by default."""
+    files = sorted(SAMPLE.glob("*.JPEG")) + [GRACE_HOPPER]
+    assert len(files) == 901
+    sources = [(str(f), f.read_bytes()) for f in files] + _jpeg_variants()
+    checked = 0
+    for name, data in sources:
+        if Image.open(io.BytesIO(data)).mode not in ("RGB", "L"):
+            continue  # CMYK: decoded by Pillow, which TensorFlow cannot convert anyway
+        expected = tf.io.decode_jpeg(data, channels=3).numpy()
+        ours = decode_image(data)
+        if name == str(ROTATED_JPEG):  # EXIF orientation 6, which TF ignores: turn it back
+            ours = np.rot90(ours, 1)
+        np.testing.assert_array_equal(ours, expected, err_msg=name)
+        checked += 1
+    assert checked >= len(sources) - 5

@@ -3,8 +3,8 @@
 The network modules take float32 RGB in [0, 1]. To give the same numbers as the original TF-Slim
 pipeline (``decode_jpeg -> convert_image_dtype -> central_crop(0.875) -> resize_bilinear`` with the TF1
 ``align_corners=False, half_pixel_centers=False`` semantics), this module re-implements the crop and
-the resize in numpy, bit for bit, and decodes JPEGs with TensorFlow's own decoder (see
-:func:`decode_image` for why).
+the resize in numpy, bit for bit, and decodes JPEGs as TensorFlow's decoder does (libjpeg-turbo's
+fast integer IDCT; see :func:`decode_image` for why), without TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import io
 import os
 import re
 import stat
-from typing import Any
 
 import numpy as np
+import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from inception_hub.errors import ImageDecodeError
@@ -67,12 +67,13 @@ def decode_image(
     pixels (alpha channel, or a palette/colour-key transparency) are composited over **white**, since
     "transparent" in a photo-like input almost always means "background".
 
-    Baseline RGB/grey JPEGs are decoded by ``tf.io.decode_jpeg`` with its default settings: that
-    decoder uses libjpeg's fast integer IDCT (``INTEGER_FAST``), which differs from Pillow's accurate
-    IDCT by up to 25/255 on single pixels of real photos, and by more than 1/255 after the crop and
-    resize on most of them. The TF-Slim checkpoints were evaluated, and the reference inputs were made,
-    with that decoder, so only it reproduces them exactly. Pillow still reads the header (format,
-    size, mode, EXIF), and decodes everything else (CMYK JPEGs included, which TF cannot convert).
+    RGB and grey JPEGs are decoded as ``tf.io.decode_jpeg`` decodes them by default: libjpeg-turbo's
+    fast integer IDCT (``INTEGER_FAST``), which differs from Pillow's accurate IDCT by up to 25/255 on
+    single pixels of real photos, and by more than 1/255 after the crop and resize on most of them.
+    The TF-Slim checkpoints were evaluated, and the reference inputs were made, with that decoder, so
+    only it reproduces them exactly; simplejpeg runs the same libjpeg-turbo code with the same
+    settings. Pillow still reads the header (format, size, mode, EXIF), and decodes everything else
+    (CMYK JPEGs included, which TF cannot convert).
 
     Args:
         source: a path, or the encoded bytes.
@@ -91,9 +92,8 @@ def decode_image(
         orientation = _exif_orientation(image)
         fmt = image.format or "image"
         try:
-            use_tf = image.format in _JPEG_FORMATS and image.mode in ("RGB", "L")
-            tf_decode = _tf_decode_jpeg() if use_tf else None
-            array = tf_decode(data, path) if tf_decode is not None else _pillow_to_rgb(image)
+            turbo = image.format in _JPEG_FORMATS and image.mode in ("RGB", "L")  # CMYK etc.: Pillow
+            array = _decode_jpeg(data, path) if turbo else _pillow_to_rgb(image)
         except ImageDecodeError:
             raise
         except MemoryError as exc:
@@ -205,22 +205,14 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-@functools.lru_cache(maxsize=1)
-def _tf_decode_jpeg() -> Any:
-    """``tf.io.decode_jpeg`` wrapped for :func:`decode_image`, or ``None`` if TensorFlow is not importable."""
+def _decode_jpeg(data: bytes, path: str | None) -> np.ndarray:
+    """libjpeg-turbo with the fast integer IDCT and smooth (not fast) upsampling: the pixels
+    TensorFlow's ``decode_jpeg`` gives with its defaults, bit for bit (``tests/test_images.py``
+    checks every sample photo and encoder variants), without importing TensorFlow."""
     try:
-        import tensorflow as tf
-    except ImportError:  # pragma: no cover - TensorFlow is a hard dependency; Pillow is the fallback
-        return None
-
-    def decode(data: bytes, path: str | None) -> np.ndarray:
-        try:
-            with tf.device("/CPU:0"):
-                return tf.io.decode_jpeg(data, channels=3).numpy()
-        except tf.errors.OpError as exc:  # libjpeg's errors all surface as InvalidArgument
-            raise ImageDecodeError(path, "truncated or corrupt JPEG data") from exc
-
-    return decode
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False, strict=True)
+    except ValueError as exc:  # libjpeg's errors and (strict) warnings: a truncated or corrupt file
+        raise ImageDecodeError(path, "truncated or corrupt JPEG data") from exc
 
 
 def _pillow_to_rgb(image: Image.Image) -> np.ndarray:

@@ -30,8 +30,9 @@ EXTRAS = {
     "tf_keras": "hub",
 }
 
-#: Commands that load TensorFlow: it is imported up front, with its start-up banners silenced.
-TF_COMMANDS = ("classify", "embed", "fetch", "export", "serve-hub", "finetune", "serve")
+#: Commands that always load TensorFlow: it is imported up front, with its start-up banners
+#: silenced. classify and embed import it only for the tf backend (commands._results).
+TF_COMMANDS = ("export", "serve-hub", "finetune", "serve")
 
 
 def main(argv: list[str] | None = None) -> int:

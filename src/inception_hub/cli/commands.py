@@ -61,6 +61,10 @@ def _results(args: argparse.Namespace, task: str, tally: Tally):
     )  # refuses a feature-vector model for classify before any work
     paths, unmatched = _find(args.images)
     tally.inputs, tally.failures = len(paths) + len(unmatched), len(unmatched)
+    if source.backend == "tf":  # the engines run without it
+        from ..quiet import import_tensorflow
+
+        import_tensorflow()
     module = open_source(source, progress=args.progress)
 
     def stream() -> Iterator:
