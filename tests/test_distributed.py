@@ -326,9 +326,9 @@ def test_killed_worker_and_killed_driver_then_resume_give_complete_output(many_p
     _check_complete(out2, paths, expected)
 
 
-def test_what_a_killed_driver_left_running_is_stopped_by_the_next_run(photos, v1_ckpt, tmp_path):
+def test_what_a_killed_driver_left_running_is_stopped_by_the_next_run(many_photos, v1_ckpt, tmp_path):
     out = tmp_path / "out"
-    args = ["embed", str(photos), "--engine", "ray", "-o", str(out), "--checkpoint", v1_ckpt]
+    args = ["embed", str(many_photos), "--engine", "ray", "-o", str(out), "--checkpoint", v1_ckpt]
     args += ["--partition-size", "4", "--batch-size", "4"]
     job = _start_job(args)
     _wait_for_partitions(out, job, 1)

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..atomic import atomic_file
 from ..errors import InceptionHubError, InputError
-from .cluster import connect, ray_module
+from .cluster import connect, ray_module, reap_orphans
 from .dataset import ModelSource, blocks, pipeline
 
 MANIFEST = "_manifest.json"
@@ -73,6 +73,7 @@ def run_job(
     for every image that could not be read (its row carries the reason). Other options: see
     `pipeline`."""
     start = time.monotonic()
+    reap_orphans()  # every run, even one with nothing left to do, cleans up after killed ones
     output = Path(output)
     if partition_size < 1:
         raise InputError(f"partition_size must be at least 1, got {partition_size}")
