@@ -23,7 +23,7 @@ import ray
 import inception_hub
 from conftest import IMAGES
 from inception_hub import distributed, pipeline
-from inception_hub.distributed.cluster import _alive
+from inception_hub.distributed.cluster import reap_orphans
 from inception_hub.errors import InceptionHubError, InputError
 
 pytestmark = pytest.mark.slow  # starts Ray clusters
@@ -326,20 +326,20 @@ def test_killed_worker_and_killed_driver_then_resume_give_complete_output(many_p
     _check_complete(out2, paths, expected)
 
 
-def test_what_a_killed_driver_left_running_is_stopped_by_the_next_run(many_photos, v1_ckpt, tmp_path):
-    out = tmp_path / "out"
-    args = ["embed", str(many_photos), "--engine", "ray", "-o", str(out), "--checkpoint", v1_ckpt]
-    args += ["--partition-size", "4", "--batch-size", "4"]
-    job = _start_job(args)
-    _wait_for_partitions(out, job, 1)
-    family = _descendants(job.pid)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    time.sleep(5)
-    lingering = [pid for pid in family if _alive(pid)]
-    assert lingering, "the local cluster went with its driver: nothing to clean up"  # Ray's agents stay
-    _cli(*args, "--resume", check=1)
-    assert not [pid for pid in lingering if _alive(pid)], [_cmdline(p) for p in lingering if _alive(p)]
+def test_processes_of_a_dead_drivers_cluster_are_stopped_and_others_left_alone():
+    """The mechanism behind cleaning up after a killed driver: processes carrying the pid of a
+    driver that is gone are stopped; those of a live driver are not."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan = subprocess.Popen(["sleep", "60"], env=dict(os.environ, INCEPTION_HUB_RAY_DRIVER=str(gone.pid)))
+    kept = subprocess.Popen(["sleep", "60"], env=dict(os.environ, INCEPTION_HUB_RAY_DRIVER=str(os.getppid())))
+    try:
+        stopped = reap_orphans()
+        assert orphan.pid in stopped and kept.pid not in stopped
+        assert orphan.wait(10) == -signal.SIGKILL and kept.poll() is None
+    finally:
+        kept.kill()
+        orphan.kill()
 
 
 def _free_port() -> int:
