@@ -157,7 +157,7 @@ def _read_tarball(path: Path, arch: str | None) -> dict[str, np.ndarray]:
     # Extracted inside the cache, where a run killed meanwhile leaves nothing for long (clean_stale).
     scratch = cache_dir() / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
-    clean_stale()
+    _clean_stale_once(str(cache_dir()))
     with tempfile.TemporaryDirectory(prefix="extract.", dir=scratch) as tmp:
         return _read_tf_checkpoint(str(extract_checkpoint(path, Path(tmp), arch)))
 
@@ -250,6 +250,12 @@ def _mismatch_message(arch, source, present, missing, unexpected, mismatched) ->
 
 #: A temporary file or folder untouched this long belongs to a run that died (kill -9, power loss).
 STALE_SECONDS = 3600
+
+
+@functools.cache
+def _clean_stale_once(root: str) -> None:
+    """clean_stale, once per process and cache: not a walk of the cache on every load."""
+    clean_stale(Path(root))
 
 
 def clean_stale(root: Path | None = None, now: float | None = None) -> list[Path]:
@@ -394,7 +400,7 @@ def _offline_help(arch: str, url: str) -> str:
 def load_weights(arch: str, checkpoint: str | os.PathLike | None = None, *, progress: bool = True) -> Weights:
     """The network's variables for `arch`: from `checkpoint` if given, else from the cache,
     downloading and converting the official release the first time."""
-    clean_stale()
+    _clean_stale_once(str(cache_dir()))
     if checkpoint is not None:
         return validate(arch, read_checkpoint(checkpoint, arch), str(checkpoint))
     path = cached_path(arch)
