@@ -326,6 +326,32 @@ def test_killed_worker_and_killed_driver_then_resume_give_complete_output(many_p
     _check_complete(out2, paths, expected)
 
 
+def test_a_killed_drivers_local_cluster_is_stopped_within_seconds(many_photos, v1_ckpt, tmp_path):
+    """Ray's agents outlive a driver killed with kill -9 for minutes; the driver's watchdog
+    stops them (and everything else of that cluster) within seconds, with no other run needed."""
+    out = tmp_path / "out"
+    args = ["embed", str(many_photos), "--engine", "ray", "-o", str(out), "--checkpoint", v1_ckpt]
+    args += ["--partition-size", "4", "--batch-size", "4"]
+    job = _start_job(args)
+    _wait_for_partitions(out, job, 1)
+    cluster = [p for p in _descendants(job.pid) if "reaper.py" not in _cmdline(p)]
+    names = " ".join(_cmdline(p) for p in cluster)
+    assert "raylet" in names and "ray::DashboardAgent" in names, names  # its own local cluster
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    deadline = time.monotonic() + 30
+    while (left := [p for p in cluster if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, [_cmdline(p) for p in left]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def test_processes_of_a_dead_drivers_cluster_are_stopped_and_others_left_alone():
     """The mechanism behind cleaning up after a killed driver: processes carrying the pid of a
     driver that is gone are stopped; those of a live driver are not."""
