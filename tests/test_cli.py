@@ -236,6 +236,35 @@ def test_a_missing_extra_names_the_pip_install(monkeypatch, capsys):
     assert "pip install 'inception-hub[serve]'" in err and "Traceback" not in err
 
 
+def test_without_tensorflow_the_core_runs_and_tf_commands_name_the_extra(photos, v1_ckpt, tmp_path):
+    """An install without the [tf] extra, as `pip install inception-hub` leaves it: the engine
+    commands work from the TF-format checkpoint, and each TensorFlow command says what to install."""
+    photo, out = str(photos / GOOD[0]), str(tmp_path)
+    runs = [
+        ["classify", photo, "--checkpoint", v1_ckpt],
+        ["embed", photo, "-o", f"{out}/f.npz", "--checkpoint", v1_ckpt],
+        ["classify", photo, "--checkpoint", v1_ckpt, "--backend", "tf"],
+        ["export", "inception_v1", f"{out}/e"],
+        ["finetune", out, "-o", f"{out}/ft"],
+        ["serve-hub", "--port", "0"],
+    ]
+    code = (
+        "import sys\n"
+        "for name in ('tensorflow', 'tensorflow_hub', 'tf_keras', 'tensorflow_serving'):\n"
+        "    sys.modules[name] = None  # what an install without them looks like\n"
+        "from inception_hub.cli import main\n"
+        f"for argv in {runs!r}:\n"
+        "    print('RC', argv[0], main(argv), flush=True)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    codes = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("RC ")]
+    assert codes == [["classify", "0"], ["embed", "0"]] + [
+        [c, "2"] for c in ("classify", "export", "finetune", "serve-hub")
+    ]
+    assert proc.stderr.count("pip install 'inception-hub[tf]'") == 4 and "Traceback" not in proc.stderr, proc.stderr
+    assert (tmp_path / "f.npz").is_file()
+
+
 def test_pipes_devices_and_unreadable_folders_are_reported_and_the_run_goes_on(photos, v1_ckpt, tmp_path):
     os.mkfifo(photos / "fifo.jpg")  # would block a plain open() forever
     os.symlink("/dev/zero", photos / "zero.jpg")  # would be read until memory runs out

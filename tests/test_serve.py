@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection, HTTPException
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -484,6 +485,8 @@ def test_sigterm_under_load_drains_and_exits(v1_ckpt, tmp_path):
     try:
         line = proc.stdout.readline()
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1))
+        # The default engine serves REST and gRPC without loading TensorFlow at all.
+        assert "tensorflow" not in Path(f"/proc/{proc.pid}/maps").read_text()
         body = json.dumps({"instances": [{"b64": b64(GRACE)}]}).encode()
         codes: list = []
         stop = threading.Event()
@@ -506,6 +509,7 @@ def test_sigterm_under_load_drains_and_exits(v1_ckpt, tmp_path):
         for t in threads:
             t.start()
         time.sleep(3.0)
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()  # after requests ran
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=45) == 0  # it exits by itself, within the drain
         stop.set()
@@ -514,6 +518,7 @@ def test_sigterm_under_load_drains_and_exits(v1_ckpt, tmp_path):
     finally:
         proc.kill()
     answered = [c for c in codes if c != "closed"]
+    assert "tensorflow" not in maps
     assert 200 in answered and all(c in (200, 429, 503) for c in answered), sorted(set(map(str, codes)))
 
 

@@ -25,7 +25,7 @@ def silenced_stderr() -> Iterator[None]:
 
 def import_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
+    if sys.modules.get("tensorflow") is not None:
         return
     with silenced_stderr():
         import tensorflow as tf

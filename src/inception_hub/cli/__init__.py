@@ -18,12 +18,11 @@ from .parser import PROG, build_parser
 
 #: The pip extra that provides each optional top-level package.
 EXTRAS = {
+    "tensorflow": "tf",
     "aiohttp": "serve",
     "grpc": "serve",
-    "tensorflow_serving": "serve",
+    "google": "serve",  # protobuf
     "prometheus_client": "serve",
-    "onnx": "engine",
-    "onnxruntime": "engine",
     "openvino": "engine",
     "ray": "distributed",
     "tensorflow_hub": "hub",
@@ -32,7 +31,7 @@ EXTRAS = {
 
 #: Commands that always load TensorFlow: it is imported up front, with its start-up banners
 #: silenced. classify and embed import it only for the tf backend (commands._results).
-TF_COMMANDS = ("export", "serve-hub", "finetune", "serve")
+TF_COMMANDS = ("export", "serve-hub", "finetune")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Warnings (bf16 without hardware support, an unwritable cache, ...) read as the CLI's own.
     warnings.formatwarning = lambda message, *_, **__: f"{PROG}: warning: {message}\n"
-    if args.func.__name__.removeprefix("cmd_").replace("_", "-") in TF_COMMANDS:
-        from ..quiet import import_tensorflow
-
-        import_tensorflow()
     try:
+        if args.func.__name__.removeprefix("cmd_").replace("_", "-") in TF_COMMANDS:
+            from ..quiet import import_tensorflow
+
+            import_tensorflow()
         return args.func(args)
     except InceptionHubError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

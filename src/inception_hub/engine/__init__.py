@@ -24,6 +24,8 @@ from ..weights import Weights
 BACKENDS = ("tf", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16")
 _PACKAGES = {"tf": "tensorflow", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+#: The pip extra that installs each backend (ONNX Runtime comes with the core).
+_EXTRAS = {"tf": "tf", "onnxruntime": "engine", "openvino": "engine"}
 
 Infer = Callable[[np.ndarray], np.ndarray]
 
@@ -56,7 +58,7 @@ def choose_backend(backend: str | None, precision: str = "fp32", arch: str = "in
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend not in installed:
-        raise InputError(f"backend {backend} is not installed: pip install 'inception-hub[engine]'")
+        raise InputError(f"backend {backend} is not installed: pip install 'inception-hub[{_EXTRAS[backend]}]'")
     if precision == "bf16" and backend != "openvino":
         raise InputError("bf16 runs on the openvino backend only")
     return backend

@@ -1,6 +1,6 @@
 """TensorFlow Serving's gRPC API: PredictionService (Predict, GetModelMetadata) and
-ModelService (GetModelStatus), with the protos of the tensorflow-serving-api package, so its
-stubs work unchanged.
+ModelService (GetModelStatus), on the wire format of `protos`, so the tensorflow-serving-api
+stubs work unchanged while the server itself needs no TensorFlow.
 
 `images` is a DT_FLOAT tensor `[N, H, W, 3]` in [0, 1], or a DT_STRING tensor `[N]` of encoded
 JPEG/PNG images.
@@ -12,17 +12,8 @@ import time
 
 import grpc
 import numpy as np
-import tensorflow as tf
-from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
+from . import protos
 from .core import InvalidArgument, ServingCore, ServingError
 from .models import ServedModel
 
@@ -33,28 +24,29 @@ def _abort_code(e: ServingError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, e.grpc_code)
 
 
-def signature_def_map(model: ServedModel) -> meta_graph_pb2.SignatureDef:
+def signature_def_map(model: ServedModel):
+    """The `tensorflow.serving.SignatureDefMap` of a served model."""
     h, w = model.fixed_size or (-1, -1)
-    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    sig_map = protos.SignatureDefMap()
     for name, sig in model.signatures.items():
         d = sig_map.signature_def[name]
         d.method_name = "tensorflow/serving/predict"
         i = d.inputs[INPUT]
-        i.name, i.dtype = f"{INPUT}:0", types_pb2.DT_FLOAT
+        i.name, i.dtype = f"{INPUT}:0", protos.DT_FLOAT
         for size in (-1, h, w, 3):
             i.tensor_shape.dim.add(size=size)
         o = d.outputs[sig.output_key]
-        o.name, o.dtype = f"{sig.output_key}:0", types_pb2.DT_FLOAT
+        o.name, o.dtype = f"{sig.output_key}:0", protos.DT_FLOAT
         for size in (-1, model.output_dim(sig.output)):
             o.tensor_shape.dim.add(size=size)
     return sig_map
 
 
-class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+class PredictionService:
     def __init__(self, core: ServingCore) -> None:
         self.core = core
 
-    async def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:  # noqa: N802
+    async def Predict(self, request, context):  # noqa: N802
         core = self.core
         started = time.perf_counter()
         name = request.model_spec.name
@@ -71,11 +63,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 return await core.predict(model, sig, await self._images(model, request.inputs[INPUT]))
 
             out = await core.admitted(model, request.ByteSize(), answer)
-            response = predict_pb2.PredictResponse()
+            response = protos.PredictResponse()
             response.model_spec.name = model.name
             response.model_spec.version.value = model.version
             response.model_spec.signature_name = sig.name
-            response.outputs[sig.output_key].CopyFrom(tf.make_tensor_proto(out.astype(np.float32)))
+            response.outputs[sig.output_key].CopyFrom(protos.from_ndarray(out))
             return response
         except ServingError as e:
             code = e.grpc_code
@@ -84,11 +76,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             core.observe("grpc", label, code, started)
 
     async def _images(self, model: ServedModel, proto) -> np.ndarray:
-        if proto.dtype == types_pb2.DT_STRING:
+        if proto.dtype == protos.DT_STRING:
             if len(proto.tensor_shape.dim) > 1:
                 raise InvalidArgument("encoded images must be a 1-D DT_STRING tensor")
             return await self.core.decode(model, list(proto.string_val))
-        if proto.dtype not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF):
+        itemsize = protos.float_dtype_itemsize(proto.dtype)
+        if itemsize is None:
             raise InvalidArgument("images must be DT_FLOAT [N, H, W, 3] in [0, 1] or DT_STRING encoded images")
         dims = [d.size for d in proto.tensor_shape.dim]
         self.core.check_declared(model, dims)
@@ -96,16 +89,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         # value fills any shape), which turns a few bytes on the wire into gigabytes in memory.
         count = int(np.prod(dims))
         if proto.tensor_content:
-            itemsize = {types_pb2.DT_FLOAT: 4, types_pb2.DT_DOUBLE: 8, types_pb2.DT_HALF: 2}[proto.dtype]
+            if len(proto.tensor_content) % itemsize:
+                raise InvalidArgument(
+                    f"tensor_content holds {len(proto.tensor_content)} bytes, not a whole number of values"
+                )
             given = len(proto.tensor_content) // itemsize
         else:
             given = len(proto.float_val) + len(proto.double_val) + len(proto.half_val)
         if given != count:
             raise InvalidArgument(f"the tensor holds {given} values, but its shape {dims} declares {count}")
-        try:
-            return tf.make_ndarray(proto)
-        except (ValueError, TypeError) as e:
-            raise InvalidArgument(f"malformed tensor: {e}") from None
+        return protos.to_ndarray(proto)
 
     async def GetModelMetadata(self, request, context):  # noqa: N802
         try:
@@ -115,14 +108,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise InvalidArgument("only metadata_field 'signature_def' is available")
         except ServingError as e:
             await context.abort(_abort_code(e), e.message)
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response = protos.GetModelMetadataResponse()
         response.model_spec.name = model.name
         response.model_spec.version.value = model.version
         response.metadata["signature_def"].Pack(signature_def_map(model))
         return response
 
 
-class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+class ModelService:
     def __init__(self, core: ServingCore) -> None:
         self.core = core
 
@@ -132,12 +125,23 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             model = self.core.model(request.model_spec.name, version)
         except ServingError as e:
             await context.abort(_abort_code(e), e.message)
-        response = get_model_status_pb2.GetModelStatusResponse()
+        response = protos.GetModelStatusResponse()
         status = response.model_version_status.add()
         status.version = model.version
-        state = get_model_status_pb2.ModelVersionStatus.State
-        status.state = state.UNLOADING if self.core.draining else state.AVAILABLE
+        status.state = protos.STATE_UNLOADING if self.core.draining else protos.STATE_AVAILABLE
         return response
+
+
+def _handler(service: str, servicer) -> grpc.GenericRpcHandler:
+    methods = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+        for name, (request, response) in protos.SERVICES[service].items()
+    }
+    return grpc.method_handlers_generic_handler(service, methods)
 
 
 def make_grpc_server(core: ServingCore, host: str, port: int) -> tuple[grpc.aio.Server, int]:
@@ -152,8 +156,9 @@ def make_grpc_server(core: ServingCore, host: str, port: int) -> tuple[grpc.aio.
         # gRPC reads a message whole before the handler runs: bound how many are held at once.
         maximum_concurrent_rpcs=max(4, core.limits.max_inflight_bytes // limit),
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
+    servicers = {"tensorflow.serving.PredictionService": PredictionService(core),
+                 "tensorflow.serving.ModelService": ModelService(core)}  # fmt: skip
+    server.add_generic_rpc_handlers([_handler(name, servicers[name]) for name in protos.SERVICES])
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:  # newer grpcio raises where older ones returned 0

@@ -1,0 +1,225 @@
+"""TensorFlow Serving's wire format, declared here so that serving needs no TensorFlow.
+
+The messages keep the full names and field numbers of `tensorflow/core/framework/*.proto`,
+`tensorflow/core/protobuf/meta_graph.proto` and `tensorflow_serving/apis/*.proto`, so the
+tensorflow-serving-api stubs and TF Serving's example clients talk to this server unchanged (a
+test compares every field declared here with the real descriptors). Only the fields this server
+reads or writes are declared; protobuf keeps any other field a client sends as an unknown one.
+The classes live in a pool of their own, so they coexist with TensorFlow's in one process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+
+_F = descriptor_pb2.FieldDescriptorProto
+_KINDS = {
+    "int32": _F.TYPE_INT32,
+    "int64": _F.TYPE_INT64,
+    "bool": _F.TYPE_BOOL,
+    "string": _F.TYPE_STRING,
+    "bytes": _F.TYPE_BYTES,
+    "float": _F.TYPE_FLOAT,
+    "double": _F.TYPE_DOUBLE,
+}
+
+#: tensorflow.DataType values this server meets (tensorflow/core/framework/types.proto).
+DT_INVALID, DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_STRING, DT_INT64, DT_BOOL, DT_HALF = 0, 1, 2, 3, 4, 7, 9, 10, 19
+_DTYPES = {DT_FLOAT: "<f4", DT_DOUBLE: "<f8", DT_HALF: "<f2"}
+
+#: tensorflow.serving.ModelVersionStatus.State
+STATE_UNKNOWN, STATE_AVAILABLE, STATE_UNLOADING = 0, 30, 40
+
+
+def _message(parent, name: str, fields: list[tuple], oneofs: tuple[str, ...] = ()) -> descriptor_pb2.DescriptorProto:
+    """Add a message to a file or a message. Each field: (name, number, kind, repeated), where
+    kind is a scalar name, or ".full.Name" of a message (or "enum:.full.Name")."""
+    msg = (parent.message_type if isinstance(parent, descriptor_pb2.FileDescriptorProto) else parent.nested_type).add()
+    msg.name = name
+    for oneof in oneofs:
+        msg.oneof_decl.add(name=oneof)
+    for field_name, number, kind, *rest in fields:
+        f = msg.field.add(name=field_name, number=number)
+        f.label = _F.LABEL_REPEATED if "repeated" in rest else _F.LABEL_OPTIONAL
+        if kind.startswith("enum:"):
+            f.type, f.type_name = _F.TYPE_ENUM, kind[5:]
+        elif kind.startswith("."):
+            f.type, f.type_name = _F.TYPE_MESSAGE, kind
+        else:
+            f.type = _KINDS[kind]
+        if rest and rest[-1] in oneofs:
+            f.oneof_index = oneofs.index(rest[-1])
+    return msg
+
+
+def _map(msg: descriptor_pb2.DescriptorProto, field_name: str, number: int, value: str) -> None:
+    """A `map<string, value>` field: a repeated nested entry message, as protoc writes it."""
+    entry_name = "".join(part.capitalize() for part in field_name.split("_")) + "Entry"
+    entry = _message(msg, entry_name, [("key", 1, "string"), ("value", 2, value)])
+    entry.options.map_entry = True
+    f = msg.field.add(name=field_name, number=number, label=_F.LABEL_REPEATED, type=_F.TYPE_MESSAGE)
+    f.type_name = entry_name  # resolved relative to the message
+
+
+def _file(name: str, package: str, *deps: str) -> descriptor_pb2.FileDescriptorProto:
+    return descriptor_pb2.FileDescriptorProto(name=name, package=package, syntax="proto3", dependency=list(deps))
+
+
+def _files() -> list[descriptor_pb2.FileDescriptorProto]:
+    framework = _file("inception_hub/tensorflow_framework.proto", "tensorflow")
+    dtype = framework.enum_type.add(name="DataType")
+    for value_name, number in [
+        ("DT_INVALID", DT_INVALID), ("DT_FLOAT", DT_FLOAT), ("DT_DOUBLE", DT_DOUBLE), ("DT_INT32", DT_INT32),
+        ("DT_UINT8", DT_UINT8), ("DT_STRING", DT_STRING), ("DT_INT64", DT_INT64), ("DT_BOOL", DT_BOOL),
+        ("DT_HALF", DT_HALF),
+    ]:  # fmt: skip
+        dtype.value.add(name=value_name, number=number)
+    shape = _message(framework, "TensorShapeProto", [
+        ("dim", 2, ".tensorflow.TensorShapeProto.Dim", "repeated"),
+        ("unknown_rank", 3, "bool"),
+    ])  # fmt: skip
+    _message(shape, "Dim", [("size", 1, "int64"), ("name", 2, "string")])
+    _message(framework, "TensorProto", [
+        ("dtype", 1, "enum:.tensorflow.DataType"),
+        ("tensor_shape", 2, ".tensorflow.TensorShapeProto"),
+        ("version_number", 3, "int32"),
+        ("tensor_content", 4, "bytes"),
+        ("float_val", 5, "float", "repeated"),
+        ("double_val", 6, "double", "repeated"),
+        ("int_val", 7, "int32", "repeated"),
+        ("string_val", 8, "bytes", "repeated"),
+        ("int64_val", 10, "int64", "repeated"),
+        ("bool_val", 11, "bool", "repeated"),
+        ("half_val", 13, "int32", "repeated"),
+    ])  # fmt: skip
+    _message(framework, "TensorInfo", [
+        ("name", 1, "string", "encoding"),
+        ("dtype", 2, "enum:.tensorflow.DataType"),
+        ("tensor_shape", 3, ".tensorflow.TensorShapeProto"),
+    ], oneofs=("encoding",))  # fmt: skip
+    signature = _message(framework, "SignatureDef", [("method_name", 3, "string")])
+    _map(signature, "inputs", 1, ".tensorflow.TensorInfo")
+    _map(signature, "outputs", 2, ".tensorflow.TensorInfo")
+
+    apis = _file(
+        "inception_hub/tensorflow_serving_apis.proto",
+        "tensorflow.serving",
+        framework.name,
+        "google/protobuf/any.proto",
+        "google/protobuf/wrappers.proto",
+    )
+    _message(apis, "ModelSpec", [
+        ("name", 1, "string"),
+        ("version", 2, ".google.protobuf.Int64Value", "version_choice"),
+        ("signature_name", 3, "string"),
+        ("version_label", 4, "string", "version_choice"),
+    ], oneofs=("version_choice",))  # fmt: skip
+    request = _message(apis, "PredictRequest", [
+        ("model_spec", 1, ".tensorflow.serving.ModelSpec"),
+        ("output_filter", 3, "string", "repeated"),
+    ])  # fmt: skip
+    _map(request, "inputs", 2, ".tensorflow.TensorProto")
+    response = _message(apis, "PredictResponse", [("model_spec", 2, ".tensorflow.serving.ModelSpec")])
+    _map(response, "outputs", 1, ".tensorflow.TensorProto")
+    sig_map = _message(apis, "SignatureDefMap", [])
+    _map(sig_map, "signature_def", 1, ".tensorflow.SignatureDef")
+    _message(apis, "GetModelMetadataRequest", [
+        ("model_spec", 1, ".tensorflow.serving.ModelSpec"),
+        ("metadata_field", 2, "string", "repeated"),
+    ])  # fmt: skip
+    metadata = _message(apis, "GetModelMetadataResponse", [("model_spec", 1, ".tensorflow.serving.ModelSpec")])
+    _map(metadata, "metadata", 2, ".google.protobuf.Any")
+    _message(apis, "GetModelStatusRequest", [("model_spec", 1, ".tensorflow.serving.ModelSpec")])
+    status = _message(apis, "ModelVersionStatus", [
+        ("version", 1, "int64"),
+        ("state", 2, "enum:.tensorflow.serving.ModelVersionStatus.State"),
+    ])  # fmt: skip
+    state = status.enum_type.add(name="State")
+    for value_name, number in [("UNKNOWN", 0), ("START", 10), ("LOADING", 20), ("AVAILABLE", 30),
+                               ("UNLOADING", 40), ("END", 50)]:  # fmt: skip
+        state.value.add(name=value_name, number=number)
+    _message(apis, "GetModelStatusResponse", [
+        ("model_version_status", 1, ".tensorflow.serving.ModelVersionStatus", "repeated"),
+    ])  # fmt: skip
+    return [framework, apis]
+
+
+def _build() -> dict[str, type]:
+    pool = descriptor_pool.DescriptorPool()
+    for wkt in (any_pb2, wrappers_pb2):
+        proto = descriptor_pb2.FileDescriptorProto()
+        wkt.DESCRIPTOR.CopyToProto(proto)
+        pool.Add(proto)
+    for proto in _files():
+        pool.Add(proto)
+    names = [
+        "tensorflow.TensorProto",
+        "tensorflow.TensorShapeProto",
+        "tensorflow.TensorInfo",
+        "tensorflow.SignatureDef",
+        "tensorflow.serving.ModelSpec",
+        "tensorflow.serving.PredictRequest",
+        "tensorflow.serving.PredictResponse",
+        "tensorflow.serving.SignatureDefMap",
+        "tensorflow.serving.GetModelMetadataRequest",
+        "tensorflow.serving.GetModelMetadataResponse",
+        "tensorflow.serving.GetModelStatusRequest",
+        "tensorflow.serving.ModelVersionStatus",
+        "tensorflow.serving.GetModelStatusResponse",
+    ]
+    return {n.rsplit(".", 1)[1]: message_factory.GetMessageClass(pool.FindMessageTypeByName(n)) for n in names}
+
+
+_CLASSES = _build()
+TensorProto = _CLASSES["TensorProto"]
+TensorShapeProto = _CLASSES["TensorShapeProto"]
+TensorInfo = _CLASSES["TensorInfo"]
+SignatureDef = _CLASSES["SignatureDef"]
+ModelSpec = _CLASSES["ModelSpec"]
+PredictRequest = _CLASSES["PredictRequest"]
+PredictResponse = _CLASSES["PredictResponse"]
+SignatureDefMap = _CLASSES["SignatureDefMap"]
+GetModelMetadataRequest = _CLASSES["GetModelMetadataRequest"]
+GetModelMetadataResponse = _CLASSES["GetModelMetadataResponse"]
+GetModelStatusRequest = _CLASSES["GetModelStatusRequest"]
+ModelVersionStatus = _CLASSES["ModelVersionStatus"]
+GetModelStatusResponse = _CLASSES["GetModelStatusResponse"]
+
+#: Service and method names on the wire, with their request and response classes.
+SERVICES = {
+    "tensorflow.serving.PredictionService": {
+        "Predict": (PredictRequest, PredictResponse),
+        "GetModelMetadata": (GetModelMetadataRequest, GetModelMetadataResponse),
+    },
+    "tensorflow.serving.ModelService": {"GetModelStatus": (GetModelStatusRequest, GetModelStatusResponse)},
+}
+
+
+def float_dtype_itemsize(dtype: int) -> int | None:
+    """Bytes per value of a floating-point DataType, or None for any other type."""
+    return np.dtype(_DTYPES[dtype]).itemsize if dtype in _DTYPES else None
+
+
+def to_ndarray(proto) -> np.ndarray:
+    """A floating-point TensorProto whose values fill its shape exactly, as float32. (TF would
+    repeat a short value list to fill any shape; the server refuses those before calling this.)"""
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if proto.tensor_content:
+        values = np.frombuffer(proto.tensor_content, dtype=_DTYPES[proto.dtype])
+    elif proto.dtype == DT_HALF:
+        values = np.asarray(proto.half_val, dtype=np.uint16).view(np.float16)
+    elif proto.dtype == DT_DOUBLE:
+        values = np.asarray(proto.double_val, dtype=np.float64)
+    else:
+        values = np.asarray(proto.float_val, dtype=np.float32)
+    return values.astype(np.float32, copy=False).reshape(dims)
+
+
+def from_ndarray(array: np.ndarray):
+    """A DT_FLOAT TensorProto holding `array`, packed as tensor_content (as TF packs floats)."""
+    array = np.ascontiguousarray(array, dtype="<f4")
+    proto = TensorProto(dtype=DT_FLOAT, tensor_content=array.tobytes())
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
