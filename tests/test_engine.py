@@ -4,13 +4,15 @@ OpenVINO, against the TF-Slim reference."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import openvino
 import pytest
 
 import inception_hub
-from conftest import SIZES, reference
+from conftest import IMAGES, SIZES, reference
 from inception_hub.engine import available_backends, choose_backend
 from inception_hub.errors import InputError
+from inception_hub.images import load_image
 from inception_hub.weights import cache_dir
 
 ENGINES = ["onnxruntime", "openvino"]
@@ -78,3 +80,51 @@ def test_backend_choice():
         choose_backend("onnxruntime", "bf16")
     with pytest.raises(InputError, match="unknown precision"):
         choose_backend(None, "int4")
+
+
+def test_int8_is_opt_in_cached_and_close_to_fp32(checkpoints, tmp_path):
+    """int8 is calibrated once, cached beside the fp32 model, runs on both engines, and keeps the
+    fp32 top-1 within its top-5. Synthetic weights give flat logits, so agreement here is a lower
+    bound of what real weights give (benchmarks/throughput.py reports it on 900 photos)."""
+    ckpt = checkpoints["inception_v1", "v1"]
+    photos = sorted((IMAGES / "imagenet-sample").glob("*.JPEG"))[::15]
+    x = np.stack([load_image(p, (224, 224)) for p in photos])
+    exact = inception_hub.load("inception_v1", checkpoint=ckpt, backend="onnxruntime")(x)
+    fast = inception_hub.load("inception_v1", checkpoint=ckpt, backend="onnxruntime", precision="int8")
+    engines = cache_dir() / "engines" / "inception_v1"
+    (int8,) = engines.glob("*-int8-*.onnx")
+    (fp32,) = set(engines.glob("*.onnx")) - {int8}
+    assert int8.name.startswith(fp32.stem)  # beside the fp32 model it was made from
+    model = onnx.load(int8)
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) >= 50
+    assert int8.stat().st_size < fp32.stat().st_size / 3  # int8 weights
+    logits = fast(x)
+    assert np.abs(logits - exact).max() > 1e-3  # it really runs quantized
+    top5 = np.argsort(exact, 1)[:, -5:]
+    in_top5 = np.mean([t in row for t, row in zip(logits.argmax(1), top5, strict=True)])
+    assert in_top5 >= 0.9 and (logits.argmax(1) == exact.argmax(1)).mean() >= 0.5, in_top5
+    stamp = int8.stat().st_mtime_ns
+    on_openvino = inception_hub.load("inception_v1", checkpoint=ckpt, backend="openvino", precision="int8")
+    assert int8.stat().st_mtime_ns == stamp  # one quantization serves both engines
+    in_top5 = np.mean([t in row for t, row in zip(on_openvino(x).argmax(1), top5, strict=True)])
+    assert in_top5 >= 0.9, in_top5
+    # A calibration folder of one's own, with a file that cannot be read: a second int8 model.
+    own = tmp_path / "calibration"
+    own.mkdir()
+    for p in photos[:3]:
+        (own / p.name).write_bytes(p.read_bytes())
+    (own / "broken.jpg").write_bytes(b"not a jpeg")
+    inception_hub.load("inception_v1", checkpoint=ckpt, precision="int8", calibration=own)
+    assert len(list(engines.glob("*-int8-*.onnx"))) == 2
+
+
+def test_int8_refusals(checkpoints, tmp_path):
+    ckpt = checkpoints["inception_v1", "v1"]
+    with pytest.raises(InputError, match="int8 runs on the onnxruntime and openvino backends"):
+        inception_hub.load("inception_v1", checkpoint=ckpt, backend="tf", precision="int8")
+    with pytest.raises(InputError, match="applies to precision int8 only"):
+        inception_hub.load("inception_v1", checkpoint=ckpt, calibration=tmp_path)
+    with pytest.raises(InputError, match="no images in calibration folder"):
+        inception_hub.load("inception_v1", checkpoint=ckpt, precision="int8", calibration=tmp_path)
+    with pytest.raises(InputError, match="does not exist"):
+        inception_hub.load("inception_v1", checkpoint=ckpt, precision="int8", calibration=tmp_path / "nope")

@@ -150,7 +150,7 @@ def open_source(
     from .engine import runner as make_runner
 
     weights = weights if weights is not None else source.weights(progress=progress)
-    runner = make_runner(source.spec, weights, source.backend, source.precision, threads)
+    runner = make_runner(source.spec, weights, source.backend, source.precision, threads, source.calibration)
     return Module.from_runner(source, runner)
 
 
@@ -161,6 +161,7 @@ def load(
     kind: str | None = None,
     backend: str | None = None,
     precision: str = "fp32",
+    calibration: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> Module:
     """Load a module by handle (`google/imagenet/inception_v1/classification/5`, its tfhub.dev URL,
@@ -171,6 +172,10 @@ def load(
     `kind="feature_vector"` gives the feature-vector variant of a classification handle.
 
     `backend`: "tf", "onnxruntime" or "openvino"; the default is the fastest exact (fp32) one
-    installed. `precision="bf16"` (OpenVINO only) is faster and not exact: see the README."""
-    source = resolve_source(handle, checkpoint, kind=kind, backend=backend, precision=precision)
+    installed. `precision="bf16"` (OpenVINO only) and `precision="int8"` (either engine) are
+    faster and not exact: see the README. int8 is calibrated once on the photos in `calibration`
+    (default: a bundled set) and cached."""
+    source = resolve_source(
+        handle, checkpoint, kind=kind, backend=backend, precision=precision, calibration=calibration
+    )
     return open_source(source, progress=progress)

@@ -31,6 +31,7 @@ class Source:
     saved_model: str | None = None
     backend: str = "tf"
     precision: str = "fp32"
+    calibration: str | None = None  # the photos an int8 model is calibrated on (None: the bundled set)
 
     def with_kind(self, kind: str) -> Source:
         """The same weights giving `kind` ("feature_vector": a classifier's pooled features)."""
@@ -64,6 +65,7 @@ def resolve_source(
     backend: str | None = None,
     precision: str = "fp32",
     task: str | None = None,
+    calibration: str | os.PathLike | None = None,
 ) -> Source:
     """Resolve `handle` (a handle, its tfhub.dev URL, a short name, or a folder written by
     `export` or `finetune`) once. `kind="feature_vector"` asks for the pooled features of a
@@ -87,7 +89,10 @@ def resolve_source(
             checkpoint=os.fspath(checkpoint) if checkpoint is not None else None,
             backend=choose_backend(backend, precision, spec.arch),
             precision=precision,
+            calibration=os.fspath(calibration) if calibration is not None else None,
         )
+        if calibration is not None and precision != "int8":
+            raise InputError("a calibration folder applies to precision int8 only")
     if task == "classify" and not source.labels:
         raise InputError(
             f"{source.name} outputs feature vectors; use `inception-hub embed` for it, or a classification model"

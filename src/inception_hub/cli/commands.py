@@ -57,7 +57,12 @@ def _results(args: argparse.Namespace, task: str, tally: Tally):
     from ..source import resolve_source
 
     source = resolve_source(
-        args.model, args.checkpoint, backend=args.backend, precision=args.precision, task=task
+        args.model,
+        args.checkpoint,
+        backend=args.backend,
+        precision=args.precision,
+        task=task,
+        calibration=args.calibration,
     )  # refuses a feature-vector model for classify before any work
     paths, unmatched = _find(args.images)
     tally.inputs, tally.failures = len(paths) + len(unmatched), len(unmatched)
@@ -120,6 +125,7 @@ def _run_ray(args: argparse.Namespace, task: str) -> int:
         cpus_per_worker=args.cpus_per_worker,
         backend=args.backend,
         precision=args.precision,
+        calibration=args.calibration,
     )
     done = f" ({s.skipped} were already there)" if s.skipped else ""
     rate = f" in {s.seconds:.1f}s, {s.images_per_second:.1f} images/s" if s.written else ""

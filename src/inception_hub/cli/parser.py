@@ -93,9 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-queue", type=positive, default=512, help="images waiting per model before 429")
     v.add_argument("--max-images", type=positive, default=64, help="images per request")
     v.add_argument("--max-body-mb", type=float, default=64.0, help="request body limit")
-    v.add_argument(
-        "--max-inflight-mb", type=float, default=64.0, help="request bodies in progress at once before 429"
-    )
+    v.add_argument("--max-inflight-mb", type=float, default=64.0, help="request bodies in progress at once before 429")
     v.add_argument("--max-pixels", type=positive, default=40_000_000, help="decoded pixels per image")
     v.add_argument("--max-input-pixels", type=positive, default=1 << 20, help="pixels per image sent as a float array")
     v.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take, queueing included")
@@ -146,7 +144,16 @@ def _backend_args(sp: argparse.ArgumentParser, precision: bool = True) -> None:
     )
     if precision:
         sp.add_argument(
-            "--precision", choices=PRECISIONS, default="fp32", help="bf16: faster on OpenVINO, not exact (see README)"
+            "--precision",
+            choices=PRECISIONS,
+            default="fp32",
+            help="bf16 (OpenVINO) or int8 (either engine): faster, not exact (see README)",
+        )
+        sp.add_argument(
+            "--calibration",
+            metavar="DIR",
+            default=None,
+            help="photos to calibrate int8 on, once (default: a bundled set)",
         )
 
 

@@ -51,13 +51,21 @@ class ModelSource:
         *,
         backend: str | None = None,
         precision: str = "fp32",
+        calibration: str | os.PathLike | None = None,
         progress: bool = True,
     ) -> ModelSource:
-        """Resolve the handle and read and check the weights, once, in this process."""
-        source = resolve_source(handle, checkpoint, backend=backend, precision=precision, task=task)
+        """Resolve the handle and read and check the weights, once, in this process (and
+        quantize an int8 model here, once, into the cache the local actors share)."""
+        source = resolve_source(
+            handle, checkpoint, backend=backend, precision=precision, task=task, calibration=calibration
+        )
         if source.saved_model is not None:
             return cls(source, (), source.identity())
         weights = source.weights(progress=progress)
+        if source.precision == "int8":
+            from ..engine.onnx import int8_path
+
+            int8_path(source.spec, weights, source.calibration)
         return cls(source, (weights,), weights.digest)
 
     def shared(self) -> ModelSource:
@@ -167,6 +175,7 @@ def pipeline(
     threads_per_worker: int | None = None,
     backend: str | None = None,
     precision: str = "fp32",
+    calibration: str | os.PathLike | None = None,
     central_fraction: float | None = CENTRAL_FRACTION,
     address: str | None = None,
     progress: bool = True,
@@ -187,7 +196,9 @@ def pipeline(
     source = (
         handle
         if isinstance(handle, ModelSource)
-        else ModelSource.prepare(task, handle, checkpoint, backend=backend, precision=precision, progress=progress)
+        else ModelSource.prepare(
+            task, handle, checkpoint, backend=backend, precision=precision, calibration=calibration, progress=progress
+        )
     ).shared()
     ours = not isinstance(paths_or_dataset, ray.data.Dataset) or "bytes" not in paths_or_dataset.schema().names
     ds = _as_dataset(paths_or_dataset)

@@ -66,6 +66,7 @@ def run_job(
     address: str | None = None,
     backend: str | None = None,
     precision: str = "fp32",
+    calibration: str | os.PathLike | None = None,
     **options: Any,
 ) -> JobSummary:
     """Run `task` ("embed" or "classify") over `paths` on Ray and write partitioned Parquet to
@@ -102,6 +103,7 @@ def run_job(
             checkpoint,
             backend=backend,
             precision=precision,
+            calibration=calibration,
             progress=progress,
         )
         if manifest is not None and manifest.get("weights") != source.identity:

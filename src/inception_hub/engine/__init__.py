@@ -11,6 +11,7 @@ The default is the fastest exact backend installed, in the order the model card 
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from ..errors import InputError
 from ..weights import Weights
 
 BACKENDS = ("tf", "onnxruntime", "openvino")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 _PACKAGES = {"tf": "tensorflow", "onnxruntime": "onnxruntime", "openvino": "openvino"}
 #: The pip extra that installs each backend (ONNX Runtime comes with the core).
 _EXTRAS = {"tf": "tf", "onnxruntime": "engine", "openvino": "engine"}
@@ -54,32 +55,41 @@ def choose_backend(backend: str | None, precision: str = "fp32", arch: str = "in
         if precision == "bf16":
             backend = "openvino"
         else:
-            return next(b for b in CARDS[arch].engines if b in installed)
+            usable = [b for b in CARDS[arch].engines if b in installed and not (precision == "int8" and b == "tf")]
+            return usable[0]
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend not in installed:
         raise InputError(f"backend {backend} is not installed: pip install 'inception-hub[{_EXTRAS[backend]}]'")
     if precision == "bf16" and backend != "openvino":
         raise InputError("bf16 runs on the openvino backend only")
+    if precision == "int8" and backend == "tf":
+        raise InputError("int8 runs on the onnxruntime and openvino backends")
     return backend
 
 
 def runner(
-    spec: ModelSpec, weights: Weights, backend: str, precision: str = "fp32", threads: int | None = None
+    spec: ModelSpec,
+    weights: Weights,
+    backend: str,
+    precision: str = "fp32",
+    threads: int | None = None,
+    calibration: str | os.PathLike | None = None,
 ) -> Runner:
     """The network for `spec` with `weights` on `backend`. `threads` caps an engine's compute
-    threads, for several models sharing a machine (default: every core)."""
+    threads, for several models sharing a machine (default: every core). `calibration`: the
+    photos an int8 model is calibrated on (default: the bundled set)."""
     if backend == "tf":
         if precision != "fp32":
             raise InputError(f"the tf backend runs fp32 only; {precision} needs backend='openvino'")
         from .tf import weights_runner
 
         return weights_runner(spec, weights, threads)
-    from .onnx import RUNNERS, default_threads, onnx_path
+    from .onnx import RUNNERS, default_threads, int8_path, onnx_path
 
     if backend not in RUNNERS:
         raise InputError(f"no engine runner for backend {backend!r}")
     # No feature twin here: it would keep the weights alive with the module; Module.feature_vector
     # goes back to the weights' source instead.
-    path = onnx_path(spec, weights)
+    path = int8_path(spec, weights, calibration) if precision == "int8" else onnx_path(spec, weights)
     return Runner(RUNNERS[backend](path, precision, threads or default_threads()), None, backend=backend)

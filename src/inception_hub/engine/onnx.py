@@ -3,7 +3,8 @@ Runtime or OpenVINO.
 
 The converted model is cached under `$INCEPTION_HUB_CACHE/engines/`, keyed by the digest of the
 weights it came from and written atomically. fp32 on either engine matches the TF-Slim reference
-within 1e-4. OpenVINO's bf16 mode is opt-in (`precision="bf16"`): faster, not exact.
+within 1e-4. OpenVINO's bf16 mode is opt-in (`precision="bf16"`): faster, not exact. So is int8
+(`precision="int8"`, see `quantize`), on either engine.
 """
 
 from __future__ import annotations
@@ -34,14 +35,30 @@ def onnx_path(spec: ModelSpec, weights: Weights) -> Path:
         return path
     from ..nets.onnx_builder import build_onnx
 
-    model = build_onnx(spec.arch, spec.num_classes, weights)
+    return _store(path, build_onnx(spec.arch, spec.num_classes, weights))
+
+
+def int8_path(spec: ModelSpec, weights: Weights, calibration: str | os.PathLike | None = None) -> Path:
+    """The int8 model for these weights, calibrated on the photos in `calibration` (default: the
+    bundled set), quantized once and cached beside the fp32 model."""
+    from .quantize import Calibration, calibration_files, calibration_key, quantize
+
+    fp32 = onnx_path(spec, weights)
+    files = calibration_files(calibration)
+    path = fp32.with_name(f"{fp32.stem}-int8-{calibration_key(files)}.onnx")
+    if path.is_file():
+        return path
+    return _store(path, quantize(fp32, Calibration(files, spec.image_size)))
+
+
+def _store(path: Path, model: bytes) -> Path:
     try:
         with atomic_file(path) as f:
             f.write(model)
         return path
     except OSError as e:
         note = f"cannot cache the engine model in {path.parent} ({e.strerror or e}); using a temporary copy"
-        warnings.warn(note, stacklevel=3)
+        warnings.warn(note, stacklevel=4)
         tmp = tempfile.NamedTemporaryFile(prefix="inception_hub_", suffix=".onnx", delete=False)  # noqa: SIM115
         with tmp:
             tmp.write(model)
@@ -55,7 +72,7 @@ def default_threads() -> int:
 
 
 def onnxruntime_runner(path: Path, precision: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    del precision  # fp32 only; choose_backend refuses the rest
+    del precision  # the model is fp32 or int8 (QDQ) already; choose_backend refuses bf16
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -74,7 +91,7 @@ def openvino_runner(path: Path, precision: str, threads: int) -> Callable[[np.nd
         warnings.warn("this CPU has no bf16 support: OpenVINO runs the model in fp32", stacklevel=3)
     # OpenVINO would otherwise run fp32 models in bf16 on CPUs that have it: exact needs f32.
     config = {
-        "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",  # int8 layers come from the model
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": threads,
     }
