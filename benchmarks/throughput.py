@@ -42,8 +42,6 @@ import json
 import math
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -70,6 +68,8 @@ TORCHVISION_SCHEMAS = (
 #: Packages whose versions the results record.
 DISTRIBUTIONS = ("inception-hub", "tensorflow", "onnxruntime", "openvino", "numpy", "pillow", "torch", "torchvision")
 DISTRIBUTIONS += ("timm", "keras", "opencv-python-headless", "simplejpeg", "matplotlib")
+#: The precisions measured on each backend.
+PRECISIONS = {"tf": ("fp32",), "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
 _KEEP: list[Any] = []  # objects that must outlive their creating function (torch.library definitions)
 
 
@@ -429,7 +429,7 @@ def engine_builders(arch: str, checkpoint: Path | None, args: argparse.Namespace
     builders: list[tuple[str, Callable]] = []
     if "project" not in args.skip:
         for backend in available_backends():
-            for precision in ("fp32", "bf16") if backend == "openvino" else ("fp32",):
+            for precision in PRECISIONS[backend]:
                 builders.append(
                     (
                         f"inception-hub {backend} {precision}",
@@ -461,13 +461,41 @@ def benchmark_model(arch: str, checkpoint: Path | None, paths: list[str], args: 
         except Exception as e:  # a long run should not die on one engine: record what went wrong
             skipped[label] = f"failed: {type(e).__name__}: {e}"
             log(f"  {label}: failed: {type(e).__name__}: {e}")
-    add_ratios(engines, FLOPS[arch], args.peak_gflops)
-    return {"image_size": size, "flops_per_image": FLOPS[arch], "engines": engines, "skipped": skipped}
+    add_ratios(engines, FLOPS[arch], args.peak_gflops, arch)
+    out = {"image_size": size, "flops_per_image": FLOPS[arch], "engines": engines, "skipped": skipped}
+    if any("int8" in e["name"] for e in engines):
+        out["int8_agreement"] = int8_agreement(arch, checkpoint, paths)
+    return out
 
 
-def add_ratios(engines: list[dict], flops: float, peak_gflops: float) -> None:
-    """Each engine's rate relative to the TF-Hub way and to the best peer, and as a fraction of peak."""
+def int8_agreement(arch: str, checkpoint: Path | None, paths: list[str]) -> dict:
+    """int8 against fp32 on every benchmark image, per engine (footprint.agreement)."""
+    from footprint import agreement
+
+    from inception_hub.images import load_image
+
+    size = SIZES[arch]
+    x = np.stack([load_image(p, (size, size)) for p in paths])
+    out = {}
+    for backend in ("onnxruntime", "openvino"):
+        exact = load_module(arch, checkpoint, backend)(x, batch_size=32)
+        out[backend] = agreement(exact, load_module(arch, checkpoint, backend, "int8")(x, batch_size=32))
+        log(f"  int8 on {backend}: {out[backend]}")
+    return out
+
+
+def add_ratios(engines: list[dict], flops: float, peak_gflops: float, arch: str) -> None:
+    """Each engine's rate relative to the TF-Hub way, to the best peer and to the default fp32 engine,
+    and as a fraction of peak; end-to-end also as a fraction of the engine's own batch-32 model-only rate."""
+    from inception_hub.engine import choose_backend
+
+    default = f"inception-hub {choose_backend(None, 'fp32', arch)} fp32"
+    for e in engines:
+        e["e2e"]["of_own_b32"] = e["e2e"]["best"] / e["b32"]["best"]
     for metric in ("e2e", "b1", "b32"):
+        fp32 = next((e[metric]["best"] for e in engines if e["name"].startswith(default)), None)
+        for e in engines:
+            e[metric]["vs_default_fp32"] = e[metric]["best"] / fp32 if fp32 else None
         hub = next((e[metric]["best"] for e in engines if e["group"] == "tf-hub"), None)
         peers = [e[metric]["best"] for e in engines if e["group"] == "peer"]
         for e in engines:
@@ -644,49 +672,29 @@ def benchmark_decoders(
 
 
 def measure_peak(n: int, repeat: int) -> dict:
-    """Best float32 GFLOP/s of an n x n @ n x n matmul in numpy and in TensorFlow (2 n^3 FLOPs)."""
-    import tensorflow as tf
+    """The best of the engines' own float32 kernels (footprint.measure_peak)."""
+    from footprint import measure_peak as peak
 
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    ta, tb = tf.constant(a), tf.constant(b)
-    flops = 2.0 * n**3
-    out = {"matmul_size": n}
-    for name, matmul in (("numpy", lambda: a @ b), ("tensorflow", lambda: tf.linalg.matmul(ta, tb).shape)):
-        matmul()  # warm-up: thread pools, allocations
-        out[f"{name}_gflops"] = best_rate(lambda m=matmul: (m(), 1)[1], repeat, 0.0, max_calls=1)["best"] * flops / 1e9
-    out["measured_gflops"] = max(out["numpy_gflops"], out["tensorflow_gflops"])
+    out = peak(n, repeat)
     out["nominal_gflops"] = NOMINAL_PEAK_GFLOPS
-    log(f"== peak: numpy {out['numpy_gflops']:.0f}, TF {out['tensorflow_gflops']:.0f} GFLOP/s float32 matmul")
+    kernels = ", ".join(f"{k.removesuffix('_gflops')} {v:.0f}" for k, v in out.items() if k.endswith("_gflops"))
+    log(f"== peak: {kernels} GFLOP/s float32")
     return out
 
 
 def measure_startup(image: str, checkpoint: Path | None, repeat: int) -> list[dict]:
-    """Wall time of `inception-hub classify` on one image in a fresh process, per backend (inception_v1).
-    One untimed run first, so the converted-model caches exist and the files are in the page cache."""
+    """Cold `inception-hub classify` per backend and precision (footprint.measure_startup)."""
+    from footprint import measure_startup as startup
+
     from inception_hub.engine import available_backends
 
-    exe = shutil.which("inception-hub", path=str(Path(sys.executable).parent)) or shutil.which("inception-hub")
-    base = [exe] if exe else [sys.executable, "-m", "inception_hub.cli"]
-    results = []
     log("== start-up of `inception-hub classify`")
-    for backend in available_backends():
-        for precision in ("fp32", "bf16") if backend == "openvino" else ("fp32",):
-            cmd = [*base, "classify", image, "--model", "inception_v1", "--backend", backend, "--precision", precision]
-            cmd += ["--no-progress", "-k", "5"] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
-            times, error = [], None
-            for _ in range(repeat + 1):
-                start = time.perf_counter()
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-                times.append(time.perf_counter() - start)
-                if proc.returncode:
-                    error = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-                    break
-            row = {"backend": backend, "precision": precision, "command": " ".join(cmd)}
-            row.update({"error": error[0]} if error else {"best_s": min(times[1:]), "runs_s": times[1:]})
-            results.append(row)
-            log(f"  {backend} {precision}: {row.get('best_s', float('nan')):.2f} s {error[0] if error else ''}")
-    return results
+    variants = [(b, p) for b in available_backends() for p in PRECISIONS[b]]
+    rows = startup(image, checkpoint, repeat, variants)
+    for r in rows:
+        log(f"  {r['backend']} {r['precision']}: {r.get('best_s', float('nan')):.2f} s "
+            f"{r.get('peak_rss_mib', float('nan')):.0f} MiB {r.get('error', '')}")  # fmt: skip
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -701,24 +709,44 @@ def markdown(results: dict) -> str:
     lines = [
         f"Images/s on {results['machine']['cpu']} ({results['machine']['cpus']} CPUs), "
         f"{results['config']['images']} images; best of {results['config']['repeat']} (model-only) / "
-        f"{results['config']['e2e_repeat']} (end-to-end). Peak = measured float32 matmul "
-        f"{peak['measured_gflops']:.0f} GFLOP/s (nominal {peak['nominal_gflops']:.0f}); bf16 can exceed it. "
-        f"FLOPs/image: inception_v1 3.0 G, inception_resnet_v2 26.3 G. Weights: {results['config']['weights']}.",
+        f"{results['config']['e2e_repeat']} (end-to-end). Peak = the best float32 kernel measured "
+        f"({peak['best_kernel']}, {peak['measured_gflops']:.0f} GFLOP/s; numpy's matmul "
+        f"{peak['numpy_matmul_gflops']:.0f}); bf16 and int8 can exceed it. "
+        f"FLOPs/image: inception_v1 3.0 G, inception_resnet_v2 26.3 G. Weights: {results['config']['weights']}. "
+        "×fp32: against inception-hub's default fp32 engine; own b32: end-to-end as a share of the same "
+        "engine's batch-32 model-only rate.",
         "",
-        "| model | engine | end-to-end img/s | ×TF-Hub | ×best peer | % peak | b1 img/s | b32 img/s | b32 ×TF-Hub "
-        "| b32 ×best peer | b32 % peak |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| model | engine | end-to-end img/s | ×TF-Hub | ×fp32 | % own b32 | ×best peer | % peak | b1 img/s "
+        "| b32 img/s | b32 ×TF-Hub | b32 ×fp32 | b32 ×best peer | b32 % peak |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for arch, model in results["models"].items():
         for e in model["engines"]:
             e2e, b1, b32 = e["e2e"], e["b1"], e["b32"]
             lines.append(
                 f"| {arch} | {e['name']} | {e2e['best']:.1f} | {fmt(e2e['vs_tfhub'], '.2f')} "
+                f"| {fmt(e2e.get('vs_default_fp32'), '.2f')} | {fmt(pct(e2e.get('of_own_b32')), '.0f')} "
                 f"| {fmt(e2e['vs_best_peer'], '.2f')} | {fmt(pct(e2e['fraction_of_peak']))} | {b1['best']:.1f} "
-                f"| {b32['best']:.1f} | {fmt(b32['vs_tfhub'], '.2f')} | {fmt(b32['vs_best_peer'], '.2f')} "
-                f"| {fmt(pct(b32['fraction_of_peak']))} |"
+                f"| {b32['best']:.1f} | {fmt(b32['vs_tfhub'], '.2f')} | {fmt(b32.get('vs_default_fp32'), '.2f')} "
+                f"| {fmt(b32['vs_best_peer'], '.2f')} | {fmt(pct(b32['fraction_of_peak']))} |"
             )
-        lines += [f"| {arch} | {name}: skipped ({why}) |" + " |" * 9 for name, why in model["skipped"].items()]
+        lines += [f"| {arch} | {name}: skipped ({why}) |" + " |" * 12 for name, why in model["skipped"].items()]
+    agreements = [(arch, m["int8_agreement"]) for arch, m in results["models"].items() if "int8_agreement" in m]
+    if agreements:
+        lines += [
+            "",
+            f"int8 against fp32 on the same engine, {results['config']['weights']} weights (synthetic weights give "
+            "flat logits, so these are lower bounds of what the official weights give)",
+            "",
+            "| model | engine | images | top-1 agreement | int8 top-1 in fp32 top-5 | max abs logit diff |",
+            "|---|---|--:|--:|--:|--:|",
+        ]
+        for arch, block in agreements:
+            lines += [
+                f"| {arch} | {backend} | {a['images']} | {a['top1_agreement']:.3f} | {a['top1_in_fp32_top5']:.3f} "
+                f"| {a['max_abs_logit_diff']:.2f} |"
+                for backend, a in block.items()
+            ]
     for size, block in results.get("decoders", {}).items():
         lines += [
             "",
@@ -741,12 +769,18 @@ def markdown(results: dict) -> str:
             )
         lines += [f"| {name}: skipped ({why}) | | | | |" for name, why in block["skipped"].items()]
     if results.get("startup"):
-        lines += ["", "Start-up: `inception-hub classify` one image, fresh process (inception_v1)", ""]
-        lines += ["| backend | precision | seconds |", "|---|---|--:|"]
+        lines += ["", "Start-up: `inception-hub classify` one image, fresh process, caches warm (inception_v1)", ""]
+        lines += ["| backend | precision | seconds | peak RSS MiB |", "|---|---|--:|--:|"]
         lines += [
-            f"| {r['backend']} | {r['precision']} | {fmt(r.get('best_s'), '.2f') if 'error' not in r else r['error']} |"
+            f"| {r['backend']} | {r['precision']} | "
+            + (f"{r['best_s']:.2f} | {r['peak_rss_mib']:.0f} |" if "error" not in r else f"{r['error']} | |")
             for r in results["startup"]
         ]
+    if results.get("install"):
+        i = results["install"]
+        largest = ", ".join(f"{k} {v:.0f}" for k, v in i["largest_mb"].items())
+        lines += ["", f"Install: `pip install inception-hub` (the core) adds {i['site_packages_mb']:.0f} MB of "
+                  f"site-packages to a fresh venv; largest (MB): {largest}."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -822,7 +856,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
     p.add_argument("--peak-size", type=int, default=4096, help="matmul size for the measured peak")
     p.add_argument(
-        "--skip", default="", help="comma-separated sections to leave out: project,tfhub,peers,decoders,startup"
+        "--skip", default="", help="comma-separated sections to leave out: project,tfhub,peers,decoders,startup,install"
     )
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.json")
     p.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.png")
@@ -876,6 +910,11 @@ def main(argv: list[str] | None = None) -> None:
         results["decoders"] = benchmark_decoders(sizes, paths, checkpoints.get("inception_v1"), args)
     if "startup" not in args.skip and "inception_v1" in args.models:
         results["startup"] = measure_startup(paths[0], checkpoints["inception_v1"], args.repeat)
+    if "install" not in args.skip:
+        from footprint import measure_install
+
+        log("== lean install")
+        results["install"] = measure_install()
     results["load_average_end"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
