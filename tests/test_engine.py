@@ -82,6 +82,7 @@ def test_backend_choice():
         choose_backend(None, "int4")
 
 
+@pytest.mark.slow  # quantizes twice, about 40 s
 def test_int8_is_opt_in_cached_and_close_to_fp32(checkpoints, tmp_path):
     """int8 is calibrated once, cached beside the fp32 model, runs on both engines, and keeps the
     fp32 top-1 within its top-5. Synthetic weights give flat logits, so agreement here is a lower
