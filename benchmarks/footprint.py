@@ -14,7 +14,6 @@ measures the lean install alone.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -81,14 +80,21 @@ def measure_peak(n: int, repeat: int) -> dict:
     return out
 
 
+#: Runs a command and reports its wall time and peak RSS. A child forked from a large process starts
+#: with that process's peak RSS on record, so the command is started from this small one instead.
+_MEASURE = """
+import os, resource, subprocess, sys, time
+start = time.perf_counter()
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, code)
+"""
+
+
 def _run_measured(cmd: list[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, peak RSS (MiB) of the child, its exit status and stderr."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, usage.ru_maxrss / 1024, proc.returncode, proc.stderr.read()
+    """Wall seconds and peak RSS (MiB) of `cmd` in a fresh process, its exit status and stderr."""
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True, check=True)
+    seconds, rss, code = proc.stdout.split()
+    return float(seconds), float(rss), int(code), proc.stderr
 
 
 def measure_startup(image: str, checkpoint: Path | None, repeat: int, variants: list[tuple[str, str]]) -> list[dict]:
