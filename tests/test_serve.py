@@ -163,6 +163,15 @@ def test_grpc_with_the_tensorflow_serving_stubs(server, checkpoints):
     response = stub.Predict(request, timeout=120)
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["logits"]), ref["logits"][:2], atol=1e-4)
     assert response.model_spec.signature_name == "serving_default" and response.model_spec.version.value == 1
+    # TF Serving's example clients read the values from float_val, as TF Serving fills them.
+    logits = np.array(response.outputs["logits"].float_val, np.float32).reshape(2, 1001)
+    assert list(logits.argmax(1)) == list(ref["logits"][:2].argmax(1))
+    request.output_filter.append("logits")
+    assert set(stub.Predict(request, timeout=120).outputs) == {"logits"}
+    request.output_filter.append("probabilities")  # not an output of this signature
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(request, timeout=120)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "probabilities" in e.value.details()
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "inception_v1_feature_vector"

@@ -58,6 +58,9 @@ class PredictionService:
             sig = core.signature(model, request.model_spec.signature_name)
             if set(request.inputs) != {INPUT}:
                 raise InvalidArgument(f"expected one input named {INPUT!r}, got {sorted(request.inputs)}")
+            for alias in request.output_filter:
+                if alias != sig.output_key:
+                    raise InvalidArgument(f"output tensor alias not found in signature: {alias}")
 
             async def answer():
                 return await core.predict(model, sig, await self._images(model, request.inputs[INPUT]))

@@ -217,9 +217,11 @@ def to_ndarray(proto) -> np.ndarray:
 
 
 def from_ndarray(array: np.ndarray):
-    """A DT_FLOAT TensorProto holding `array`, packed as tensor_content (as TF packs floats)."""
-    array = np.ascontiguousarray(array, dtype="<f4")
-    proto = TensorProto(dtype=DT_FLOAT, tensor_content=array.tobytes())
+    """A DT_FLOAT TensorProto holding `array` in `float_val`, as TF Serving fills response tensors
+    by default (its clients, TF Serving's own examples among them, read `float_val`)."""
+    array = np.asarray(array, dtype=np.float32)
+    proto = TensorProto(dtype=DT_FLOAT)
+    proto.float_val.extend(array.ravel().tolist())
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
     return proto
