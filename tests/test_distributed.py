@@ -23,6 +23,7 @@ import ray
 import inception_hub
 from conftest import IMAGES
 from inception_hub import distributed, pipeline
+from inception_hub.cli import main
 from inception_hub.distributed.cluster import reap_orphans
 from inception_hub.errors import InceptionHubError, InputError
 
@@ -167,6 +168,22 @@ def test_a_local_cluster_listens_on_loopback_only(cluster):
     loopback = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
     exposed = [(ip, _cmdline(pid)[:60]) for ip, pid in listening if ip not in loopback]
     assert not exposed, exposed
+
+
+def test_a_local_cluster_that_does_not_start_is_a_clear_error(monkeypatch, photos, v1_ckpt, tmp_path, capsys):
+    """Ray gives up on a slow raylet after 30 s with a bare Exception: no traceback for that."""
+
+    def timed_out(**_):
+        raise Exception("The current node timed out during startup.")  # what Ray raises
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", timed_out)
+    with pytest.raises(InceptionHubError, match="the local Ray cluster did not start: The current node timed out"):
+        distributed.connect()
+    out = tmp_path / "out"
+    assert main(["embed", str(photos), "--engine", "ray", "-o", str(out), "--checkpoint", v1_ckpt]) == 2
+    err = capsys.readouterr().err
+    assert "the local Ray cluster did not start" in err and "Traceback" not in err
 
 
 def test_bad_arguments_are_refused_before_any_work(v1_ckpt, tmp_path):

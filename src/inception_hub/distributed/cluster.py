@@ -62,6 +62,14 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
             f"cannot reach a Ray cluster at {address}: {e}. Start one with `ray start --head` "
             "and pass the address it prints, or leave --address out to run on a local cluster"
         ) from e
+    except Exception as e:  # Ray reports a local start that timed out as a bare Exception
+        if address != "local":
+            raise
+        raise InceptionHubError(
+            f"the local Ray cluster did not start: {e} Ray waits 30 s for its services; on a busy "
+            "machine, run again when it is quieter, or start a cluster with `ray start --head` and pass "
+            "--address auto"
+        ) from e
     if address == "local":
         _start_reaper(ray)
     if quiet:
