@@ -92,4 +92,5 @@ def runner(
     # No feature twin here: it would keep the weights alive with the module; Module.feature_vector
     # goes back to the weights' source instead.
     path = int8_path(spec, weights, calibration) if precision == "int8" else onnx_path(spec, weights)
-    return Runner(RUNNERS[backend](path, precision, threads or default_threads()), None, backend=backend)
+    settings = {"spinning": CARDS[spec.arch].onnxruntime_spinning} if backend == "onnxruntime" else {}
+    return Runner(RUNNERS[backend](path, precision, threads or default_threads(), **settings), None, backend=backend)

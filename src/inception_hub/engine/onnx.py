@@ -71,12 +71,15 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def onnxruntime_runner(path: Path, precision: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+def onnxruntime_runner(
+    path: Path, precision: str, threads: int, spinning: bool = True
+) -> Callable[[np.ndarray], np.ndarray]:
     del precision  # the model is fp32 or int8 (QDQ) already; choose_backend refuses bf16
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_outputs()[0].name
