@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from int8_quantizers import SHARED, SIZES, synthetic_weights
+from int8_quantizers import SHARED, SIZES, ov_model, synthetic_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,19 +30,6 @@ def ort(path: Path, spinning: bool) -> Callable:
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     session = rt.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"images": np.ascontiguousarray(x, np.float32)})[0]
-
-
-def openvino(path: Path, hint: str) -> Callable:
-    import openvino as ov
-
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
-    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
-
-    def run(x):
-        request.infer({0: np.ascontiguousarray(x, np.float32)})
-        return request.get_output_tensor(0).data.copy()
-
-    return run
 
 
 def main() -> None:
@@ -69,8 +56,8 @@ def main() -> None:
         engines = {
             "onnxruntime spinning (default)": ort(path, True),
             "onnxruntime no spinning": ort(path, False),
-            "openvino LATENCY (default)": openvino(path, "LATENCY"),
-            "openvino THROUGHPUT": openvino(path, "THROUGHPUT"),
+            "openvino LATENCY (default)": ov_model(str(path), "LATENCY"),
+            "openvino THROUGHPUT": ov_model(str(path), "THROUGHPUT"),
         }
         variants = [(name, run, None) for name, run in engines.items()]
         variants += [(f"onnxruntime spinning, {w} decode threads", engines["onnxruntime spinning (default)"], w)

@@ -42,14 +42,15 @@ def ort_session(path: Path):
     return lambda x: session.run(None, {"images": x})[0]
 
 
-def ov_model(model):
+def ov_model(model, hint: str = "LATENCY"):
+    """An OpenVINO model (path or ov.Model) compiled for exact f32 with `hint`, as a function."""
     import openvino as ov
 
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
     request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
 
     def run(x):
-        request.infer({0: x})
+        request.infer({0: np.ascontiguousarray(x, np.float32)})
         return request.get_output_tensor(0).data.copy()
 
     return run

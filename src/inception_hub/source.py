@@ -77,6 +77,8 @@ def resolve_source(
         raise InputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     if task == "embed":
         kind = "feature_vector"
+    if calibration is not None and precision != "int8":
+        raise InputError("a calibration folder applies to precision int8 only")
     if is_saved_model(handle):
         source = _saved_model_source(os.fspath(handle), checkpoint, backend, precision)
     else:
@@ -91,8 +93,6 @@ def resolve_source(
             precision=precision,
             calibration=os.fspath(calibration) if calibration is not None else None,
         )
-        if calibration is not None and precision != "int8":
-            raise InputError("a calibration folder applies to precision int8 only")
     if task == "classify" and not source.labels:
         raise InputError(
             f"{source.name} outputs feature vectors; use `inception-hub embed` for it, or a classification model"

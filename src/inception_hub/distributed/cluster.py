@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import InceptionHubError, InputError
 from ..quiet import silenced_stderr
+from .reaper import alive
 
 
 def ray_module():
@@ -109,20 +110,12 @@ def reap_orphans() -> list[int]:
         except OSError:  # gone, or not ours to read
             continue
         driver = next((int(v[len(marker) :]) for v in env.split(b"\0") if v.startswith(marker)), None)
-        if driver is None or driver == os.getpid() or _alive(driver):
+        if driver is None or driver == os.getpid() or alive(driver):
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(int(entry.name), signal.SIGKILL)
             stopped.append(int(entry.name))
     return stopped
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"  # a zombie is dead; only its exit status waits to be collected
 
 
 @contextlib.contextmanager

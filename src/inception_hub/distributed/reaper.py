@@ -34,9 +34,11 @@ def _stat(pid: int) -> tuple[int, int, str] | None:
     return int(fields[1]), int(fields[19]), fields[0]
 
 
-def _alive(pid: int, start: int) -> bool:
+def alive(pid: int, start: int | None = None) -> bool:
+    """Whether a process runs (a zombie is dead: only its exit status waits to be collected),
+    and is the one that started at `start` when that is given."""
     stat = _stat(pid)
-    return stat is not None and stat[1] == start and stat[2] != "Z"
+    return stat is not None and start in (None, stat[1]) and stat[2] != "Z"
 
 
 def _cmdline(pid: int) -> str:
@@ -46,30 +48,32 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def cluster_processes(driver: int, ray_dir: str) -> dict[int, int]:
-    """pid -> start time of the driver's children that run Ray's code, and all below them."""
+def cluster_processes(driver: int, ray_dir: str) -> tuple[dict[int, int], dict[int, int]]:
+    """pid -> start time of the driver's children that run Ray's code (the roots), and of
+    the roots with everything below them."""
     children: dict[int, list[int]] = defaultdict(list)
     starts: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
             children[stat[0]].append(int(entry.name))
             starts[int(entry.name)] = stat[1]
+    roots = {pid: starts[pid] for pid in children[driver] if pid != os.getpid() and ray_dir in _cmdline(pid)}
     found: dict[int, int] = {}
-    todo = [pid for pid in children[driver] if pid != os.getpid() and ray_dir in _cmdline(pid)]
+    todo = list(roots)
     while todo:
         pid = todo.pop()
         if pid in starts and pid not in found:
             found[pid] = starts[pid]
             todo.extend(children[pid])
-    return found
+    return roots, found
 
 
 def stop(processes: dict[int, int]) -> list[int]:
     """SIGTERM what is still alive, SIGKILL what outlives the grace period. Returns the pids hit."""
     hit = []
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = [pid for pid, start in processes.items() if _alive(pid, start)]
-        for pid in alive:
+        running = [pid for pid, start in processes.items() if alive(pid, start)]
+        for pid in running:
             try:
                 os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
@@ -78,7 +82,7 @@ def stop(processes: dict[int, int]) -> list[int]:
                 hit.append(pid)
         deadline = time.monotonic() + GRACE_S
         while sig == signal.SIGTERM and time.monotonic() < deadline:
-            if not any(_alive(pid, processes[pid]) for pid in alive):
+            if not any(alive(pid, processes[pid]) for pid in running):
                 return hit
             time.sleep(0.1)
     return hit
@@ -91,12 +95,12 @@ def watch(driver: int, ray_dir: str) -> None:
     recorded: dict[int, int] = {}
     roots: dict[int, int] = {}
     while True:
-        if not _alive(driver, driver_stat[1]):
+        if not alive(driver, driver_stat[1]):
             break
-        current = cluster_processes(driver, ray_dir)
-        recorded = {pid: s for pid, s in {**recorded, **current}.items() if _alive(pid, s)}
-        roots.update({pid: s for pid, s in current.items() if _stat(pid) and _stat(pid)[0] == driver})
-        if roots and not any(_alive(pid, s) for pid, s in roots.items()):
+        current_roots, current = cluster_processes(driver, ray_dir)
+        recorded = {pid: s for pid, s in {**recorded, **current}.items() if alive(pid, s)}
+        roots.update(current_roots)
+        if roots and not any(alive(pid, s) for pid, s in roots.items()):
             break  # the driver shut its cluster down
         time.sleep(POLL_S)
     stop(recorded)

@@ -145,7 +145,7 @@ def _files() -> list[descriptor_pb2.FileDescriptorProto]:
     return [framework, apis]
 
 
-def _build() -> dict[str, type]:
+def _pool() -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
     for wkt in (any_pb2, wrappers_pb2):
         proto = descriptor_pb2.FileDescriptorProto()
@@ -153,38 +153,24 @@ def _build() -> dict[str, type]:
         pool.Add(proto)
     for proto in _files():
         pool.Add(proto)
-    names = [
-        "tensorflow.TensorProto",
-        "tensorflow.TensorShapeProto",
-        "tensorflow.TensorInfo",
-        "tensorflow.SignatureDef",
-        "tensorflow.serving.ModelSpec",
-        "tensorflow.serving.PredictRequest",
-        "tensorflow.serving.PredictResponse",
-        "tensorflow.serving.SignatureDefMap",
-        "tensorflow.serving.GetModelMetadataRequest",
-        "tensorflow.serving.GetModelMetadataResponse",
-        "tensorflow.serving.GetModelStatusRequest",
-        "tensorflow.serving.ModelVersionStatus",
-        "tensorflow.serving.GetModelStatusResponse",
-    ]
-    return {n.rsplit(".", 1)[1]: message_factory.GetMessageClass(pool.FindMessageTypeByName(n)) for n in names}
+    return pool
 
 
-_CLASSES = _build()
-TensorProto = _CLASSES["TensorProto"]
-TensorShapeProto = _CLASSES["TensorShapeProto"]
-TensorInfo = _CLASSES["TensorInfo"]
-SignatureDef = _CLASSES["SignatureDef"]
-ModelSpec = _CLASSES["ModelSpec"]
-PredictRequest = _CLASSES["PredictRequest"]
-PredictResponse = _CLASSES["PredictResponse"]
-SignatureDefMap = _CLASSES["SignatureDefMap"]
-GetModelMetadataRequest = _CLASSES["GetModelMetadataRequest"]
-GetModelMetadataResponse = _CLASSES["GetModelMetadataResponse"]
-GetModelStatusRequest = _CLASSES["GetModelStatusRequest"]
-ModelVersionStatus = _CLASSES["ModelVersionStatus"]
-GetModelStatusResponse = _CLASSES["GetModelStatusResponse"]
+_POOL = _pool()
+
+
+def _class(full_name: str) -> type:
+    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(full_name))
+
+
+TensorProto = _class("tensorflow.TensorProto")
+PredictRequest = _class("tensorflow.serving.PredictRequest")
+PredictResponse = _class("tensorflow.serving.PredictResponse")
+SignatureDefMap = _class("tensorflow.serving.SignatureDefMap")
+GetModelMetadataRequest = _class("tensorflow.serving.GetModelMetadataRequest")
+GetModelMetadataResponse = _class("tensorflow.serving.GetModelMetadataResponse")
+GetModelStatusRequest = _class("tensorflow.serving.GetModelStatusRequest")
+GetModelStatusResponse = _class("tensorflow.serving.GetModelStatusResponse")
 
 #: Service and method names on the wire, with their request and response classes.
 SERVICES = {
