@@ -35,6 +35,20 @@ from inception_hub.labels import LABELS_SHA256, decode_predictions, imagenet_lab
         ("Inception-ResNet-V2", ("inception_resnet_v2", "classification", 5)),
         ("inception_resnet_v2/feature_vector", ("inception_resnet_v2", "feature_vector", 5)),
         ("inception_v1/feature_vector/1", ("inception_v1", "feature_vector", 1)),
+        ("https://tfhub.dev/google/imagenet/inception_v1/feature-vector/5", ("inception_v1", "feature_vector", 5)),
+        (
+            "https://hub.tensorflow.google.cn/google/imagenet/inception_v1/classification/3",
+            ("inception_v1", "classification", 3),
+        ),
+        (
+            "https://www.kaggle.com/models/google/inception-v1/TensorFlow2/classification/2",
+            ("inception_v1", "classification", 5),
+        ),
+        (
+            "https://www.kaggle.com/models/google/inception-resnet-v2/frameworks/tensorFlow2/variations/feature-vector/versions/1",
+            ("inception_resnet_v2", "feature_vector", 4),
+        ),
+        ("kaggle.com/models/google/inception-v1/tensorflow2/feature-vector/1/", ("inception_v1", "feature_vector", 4)),
     ],
 )
 def test_handles_resolve(handle, expected):
@@ -51,6 +65,8 @@ def test_handles_resolve(handle, expected):
         "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5",
         "",
         "a/b/c/d/e/f",
+        "https://www.kaggle.com/models/google/inception-v1/TensorFlow2/classification/3",
+        "https://www.kaggle.com/models/google/inception-v3/TensorFlow2/classification/2",
     ],
 )
 def test_unknown_handles_list_the_known_ones(handle):
@@ -58,6 +74,38 @@ def test_unknown_handles_list_the_known_ones(handle):
         resolve(handle)
     assert "google/imagenet/{inception_v1,inception_resnet_v2}/{classification,feature_vector}/{1,3,4,5}" in str(
         e.value
+    )
+
+
+def test_every_spelling_of_every_module_resolves_to_it_and_names_its_own_cache_folder():
+    from inception_hub.catalog import spellings
+    from inception_hub.hub_cache import folder_name
+
+    folders = {}
+    for spec in all_specs():
+        names = spellings(spec)
+        assert names[0] == spec.url and len(names) == len(set(names))
+        assert len(names) == (6 if spec.kind == "classification" else 12) + (8 if spec.version >= 4 else 0)
+        for name in names:
+            assert resolve(name) == spec
+            folders.setdefault(folder_name(name), spec)
+    assert len(folders) == sum(len(spellings(s)) for s in all_specs())  # no two spellings share a folder
+
+
+def test_kaggle_tensorflow1_urls_are_refused_with_the_reason():
+    with pytest.raises(UnknownHandleError, match="TensorFlow1 version, whose tfhub.dev version is not documented"):
+        resolve(
+            "https://www.kaggle.com/models/google/inception-v1/frameworks/tensorFlow1/variations/classification/versions/1"
+        )
+
+
+def test_load_takes_any_spelling(v1_ckpt):
+    m = inception_hub.load(
+        "https://www.kaggle.com/models/google/inception-v1/TensorFlow2/feature-vector/2", checkpoint=v1_ckpt
+    )
+    assert m.spec == resolve("inception_v1/feature_vector/5") and m(np.zeros((1, 224, 224, 3), np.float32)).shape == (
+        1,
+        1024,
     )
 
 

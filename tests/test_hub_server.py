@@ -91,6 +91,25 @@ def test_compressed_module_is_built_once_and_cached(hub_url):
     assert get(url)[2] == body  # the same bytes: served from the cache, not rebuilt
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/google/imagenet/inception_v1/feature-vector/5/",
+        "/models/google/inception-v1/TensorFlow2/feature-vector/2",
+        "/models/google/inception-v1/frameworks/tensorFlow2/variations/feature-vector/versions/2",
+    ],
+)
+def test_every_published_spelling_gets_the_same_module(hub_url, path):
+    canonical = get(f"{hub_url}/google/imagenet/inception_v1/feature_vector/5?tf-hub-format=compressed")
+    status, ctype, body = get(f"{hub_url}{path}?tf-hub-format=compressed")
+    assert status == 200 and ctype == "application/gzip" and body == canonical[2]
+
+
+def test_a_kaggle_tensorflow1_path_is_404_with_the_reason(hub_url):
+    status, _, body = get(f"{hub_url}/models/google/inception-v1/TensorFlow1/classification/2")
+    assert status == 404 and b"not documented" in body and b"tfhub.dev handle" in body
+
+
 def test_model_page_and_index(hub_url):
     status, ctype, body = get(f"{hub_url}/google/imagenet/inception_v1/classification/3")
     page = body.decode()

@@ -196,32 +196,121 @@ def all_specs() -> list[ModelSpec]:
     return [ModelSpec(a, k, v) for a in ARCHITECTURES for k in KINDS for v in VERSIONS]
 
 
-_PREFIX = re.compile(r"^(?:https?://)?(?:www\.)?tfhub\.dev/", re.IGNORECASE)
+#: Hosts that served the tfhub.dev handles: tfhub.dev itself and its mirror in China.
+_TFHUB = re.compile(r"^(?:https?://)?(?:www\.)?(?:tfhub\.dev|hub\.tensorflow\.google\.cn)/", re.IGNORECASE)
+_KAGGLE = re.compile(r"^(?:https?://)?(?:www\.)?kaggle\.com/", re.IGNORECASE)
+
+#: Kaggle Models versions of the TensorFlow2 framework -> tfhub.dev versions. In November 2023
+#: tfhub.dev redirected each handle to Kaggle Models, which numbers a variation's versions per
+#: framework from 1: the TF2 SavedModels /4 and /5 became TensorFlow2 versions 1 and 2. Sources:
+#: OpenVINO's TF-Hub model lists (openvinotoolkit/openvino, tests/model_hub_tests), whose entry
+#: `imagenet/inception_v1/classification` moved from tfhub.dev's /5 to
+#: `kaggle.com/models/google/inception-v1/frameworks/tensorFlow2/variations/classification/versions/2`,
+#: as `imagenet/resnet_v2_50/feature_vector/5` and `imagenet/mobilenet_v2_100_224/feature_vector/5`
+#: moved to TensorFlow2 `versions/2`, and the variation of a feature vector is `feature-vector`
+#: (`inception-v3/.../variations/feature-vector`). The TensorFlow1 framework's numbering of
+#: /1 and /3 is not documented anywhere found, so Kaggle's TensorFlow1 URLs are not accepted.
+KAGGLE_TF2_VERSIONS = {1: 4, 2: 5}
+
+
+def kaggle_slug(arch: str) -> str:
+    """The network's name on Kaggle Models (`inception-v1`, `inception-resnet-v2`)."""
+    return arch.replace("_", "-")
+
+
+def kaggle_urls(spec: ModelSpec) -> list[str]:
+    """The Kaggle Models URLs of a module (none for the TF1 versions 1 and 3, see above): the
+    short form Kaggle's usage snippets show and the long form of its pages, with and without www,
+    with the framework spelled as each shows it."""
+    kaggle = {v: k for k, v in KAGGLE_TF2_VERSIONS.items()}.get(spec.version)
+    if kaggle is None:
+        return []
+    variation = spec.kind.replace("_", "-")
+    urls = []
+    for host in ("https://www.kaggle.com", "https://kaggle.com"):
+        base = f"{host}/models/google/{kaggle_slug(spec.arch)}"
+        for framework in ("TensorFlow2", "tensorFlow2"):
+            urls.append(f"{base}/{framework}/{variation}/{kaggle}")
+            urls.append(f"{base}/frameworks/{framework}/variations/{variation}/versions/{kaggle}")
+    return urls
+
+
+def spellings(spec: ModelSpec) -> list[str]:
+    """Every way users' code names this module, as written (tensorflow_hub caches a module under
+    the SHA-1 of the exact string): https and http, `feature_vector` and tfhub.dev's own
+    `feature-vector`, with and without a trailing slash or `?tf-hub-format=compressed`, and the
+    Kaggle Models URLs. `spec.url` comes first."""
+    kinds = dict.fromkeys((spec.kind, spec.kind.replace("_", "-")))
+    out = []
+    for scheme in ("https", "http"):
+        for kind in kinds:
+            url = f"{scheme}://tfhub.dev/google/imagenet/{spec.arch}/{kind}/{spec.version}"
+            out += [url, url + "/", url + "?tf-hub-format=compressed"]
+    return out + kaggle_urls(spec)
+
+
+def _published(text: str) -> ModelSpec | None:
+    """The module a published handle names (a tfhub.dev handle or a Kaggle Models URL, with or
+    without host and query), or None when `text` is not one."""
+    text = text.strip().split("#", 1)[0].split("?", 1)[0]
+    kaggle = _KAGGLE.match(text)
+    parts = [p for p in text[kaggle.end() if kaggle else 0 :].split("/") if p]
+    if not kaggle and parts[:1] != ["models"]:
+        parts = [p for p in _TFHUB.sub("", text).split("/") if p]
+        if len(parts) != 5 or [p.lower() for p in parts[:2]] != ["google", "imagenet"]:
+            return None
+        arch, kind, version = parts[2], parts[3], parts[4]
+    else:
+        if len(parts) == 9 and [p.lower() for p in parts[3:9:2]] == ["frameworks", "variations", "versions"]:
+            parts = parts[:3] + parts[4::2]
+        if len(parts) != 6 or [p.lower() for p in parts[:2]] != ["models", "google"]:
+            return None
+        arch, framework, kind, version = parts[2], parts[3].lower(), parts[4], parts[5]
+        if framework == "tensorflow1":
+            raise UnknownHandleError(
+                f"{text!r} is a Kaggle TensorFlow1 version, whose tfhub.dev version is not documented; "
+                "name the module by its tfhub.dev handle, e.g. "
+                f"https://tfhub.dev/google/imagenet/{arch.replace('-', '_')}/{kind.replace('-', '_')}/1 or /3"
+            )
+        if framework != "tensorflow2" or not version.isdigit() or int(version) not in KAGGLE_TF2_VERSIONS:
+            return None
+        version = str(KAGGLE_TF2_VERSIONS[int(version)])
+    return _spec(arch, kind, version)
+
+
+def _spec(arch: str, kind: str, version: str) -> ModelSpec | None:
+    arch, kind = arch.replace("-", "_").lower(), kind.replace("-", "_").lower()
+    if arch not in ARCHITECTURES or kind not in KINDS or not version.isdigit() or int(version) not in VERSIONS:
+        return None
+    return ModelSpec(arch, kind, int(version))
+
+
+def resolve_published(handle: str) -> ModelSpec | None:
+    """The module a published handle or URL names (not a short name), or None."""
+    return _published(handle) if isinstance(handle, str) and handle.strip() else None
 
 
 def resolve(handle: str) -> ModelSpec:
     """Turn any accepted spelling of a handle into its ModelSpec, or explain what is accepted."""
     if not isinstance(handle, str) or not handle.strip():
         raise UnknownHandleError(f"a model handle must be a non-empty string, got {handle!r}.{_known()}")
-    text = _PREFIX.sub("", handle.strip()).split("?", 1)[0].strip("/")
-    parts = text.split("/")
-    if len(parts) == 5 and parts[:2] == ["google", "imagenet"]:
-        arch, kind, version = parts[2], parts[3], parts[4]
-    elif 1 <= len(parts) <= 3:
-        arch = parts[0].replace("-", "_").lower()
-        kind = parts[1] if len(parts) > 1 else "classification"
-        version = parts[2] if len(parts) > 2 else str(LATEST_VERSION)
-    else:
+    spec = _published(handle)
+    if spec is None:
+        parts = handle.strip().strip("/").split("/")
+        if 1 <= len(parts) <= 3 and not _KAGGLE.match(handle.strip()) and not _TFHUB.match(handle.strip()):
+            kind = parts[1] if len(parts) > 1 else "classification"
+            spec = _spec(parts[0], kind, parts[2] if len(parts) > 2 else str(LATEST_VERSION))
+    if spec is None:
         raise UnknownHandleError(f"unknown model handle {handle!r}.{_known()}")
-    if arch not in ARCHITECTURES or kind not in KINDS or not version.isdigit() or int(version) not in VERSIONS:
-        raise UnknownHandleError(f"unknown model handle {handle!r}.{_known()}")
-    return ModelSpec(arch, kind, int(version))
+    return spec
 
 
 def _known() -> str:
     return (
         " Known handles: google/imagenet/{inception_v1,inception_resnet_v2}/{classification,feature_vector}/"
-        "{1,3,4,5} (optionally prefixed with https://tfhub.dev/), or the short names inception_v1, "
+        "{1,3,4,5} (optionally prefixed with https://tfhub.dev/; feature-vector also works), their Kaggle "
+        "Models URLs (https://www.kaggle.com/models/google/inception-v1/TensorFlow2/classification/2), or the "
+        "short names inception_v1, "
         "inception_resnet_v2, inception_v1/feature_vector, inception_resnet_v2/feature_vector. "
         "`inception-hub models` lists them all."
     )

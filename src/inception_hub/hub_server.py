@@ -20,8 +20,8 @@ import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
-from .catalog import CHANGELOG, NUM_CLASSES, ModelSpec, all_specs, signatures
-from .errors import InceptionHubError, WeightsUnavailableError
+from .catalog import CHANGELOG, NUM_CLASSES, ModelSpec, all_specs, resolve_published, signatures
+from .errors import InceptionHubError, UnknownHandleError, WeightsUnavailableError
 from .export import export
 from .weights import cache_dir, cache_lock, fetch, is_cached, load_weights, provenance
 
@@ -179,7 +179,10 @@ class HubRequestHandler(http.server.BaseHTTPRequestHandler):
         base = f"http://{asked if _HOST.fullmatch(asked) else f'{host}:{port}'}"
         if handle == "":
             return self._send(200, "text/html; charset=utf-8", index_page(base).encode())
-        spec = next((s for s in all_specs() if s.handle == handle), None)
+        try:  # any published spelling: feature-vector, a trailing slash, a Kaggle Models path
+            spec = resolve_published(urllib.parse.unquote(handle))
+        except UnknownHandleError as e:
+            return self._send(404, "text/plain; charset=utf-8", f"{e}\n".encode())
         if spec is None:
             return self._send(404, "text/plain; charset=utf-8", f"no module {handle!r} here; see /\n".encode())
         if query.get("tf-hub-format") == ["compressed"]:
