@@ -247,6 +247,8 @@ def test_without_tensorflow_the_core_runs_and_tf_commands_name_the_extra(photos,
         ["export", "inception_v1", f"{out}/e"],
         ["finetune", out, "-o", f"{out}/ft"],
         ["serve-hub", "--port", "0"],
+        ["install-hub-cache", "inception_v1/classification/5", "--tfhub-cache-dir", f"{out}/tfhub"],
+        ["install-hub-cache", "--list", "--tfhub-cache-dir", f"{out}/tfhub"],  # reading the cache needs no TF
     ]
     code = (
         "import sys\n"
@@ -259,9 +261,9 @@ def test_without_tensorflow_the_core_runs_and_tf_commands_name_the_extra(photos,
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     codes = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("RC ")]
     assert codes == [["classify", "0"], ["embed", "0"]] + [
-        [c, "2"] for c in ("classify", "export", "finetune", "serve-hub")
-    ]
-    assert proc.stderr.count("pip install 'inception-hub[tf]'") == 4 and "Traceback" not in proc.stderr, proc.stderr
+        [c, "2"] for c in ("classify", "export", "finetune", "serve-hub", "install-hub-cache")
+    ] + [["install-hub-cache", "0"]]
+    assert proc.stderr.count("pip install 'inception-hub[tf]'") == 5 and "Traceback" not in proc.stderr, proc.stderr
     assert (tmp_path / "f.npz").is_file()
 
 

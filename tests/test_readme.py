@@ -32,7 +32,9 @@ def test_runnable_readme_blocks_run_as_pasted(tmp_path, v1_ckpt):
     assert main(["fetch", "inception_v1", "--from", v1_ckpt, "--no-progress"]) == 0  # into the test's cache
     (tmp_path / "src").symlink_to(ROOT / "src")  # the checkout's files, without writing into it
     bin_dir = os.path.dirname(sys.executable)
-    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ["PATH"])
+    # tensorflow_hub's cache, and every request to the network failing: the TF-Hub code runs offline.
+    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ["PATH"], TFHUB_CACHE_DIR=str(tmp_path / "tfhub"))
+    env.update(https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", no_proxy="")
     for i, (kind, code) in enumerate(runnable_blocks()):
         cmd = [sys.executable, "-c", code] if kind == "python" else ["bash", "-e", "-o", "pipefail", "-c", code]
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -294,6 +295,52 @@ def cmd_serve_hub(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
+    return 0
+
+
+def cmd_install_hub_cache(args: argparse.Namespace) -> int:
+    from .. import hub_cache
+    from ..weights import is_cached, load_weights
+
+    cache = hub_cache.tfhub_cache_dir(args.tfhub_cache_dir)
+    if args.list or args.remove:
+        if args.list and args.remove:
+            raise InceptionHubError("--list and --remove cannot be combined")
+        if args.remove:
+            specs = hub_cache.select(args.models, {}, lambda arch: True) if args.models else None
+            removed = hub_cache.remove(cache, specs)
+            print(f"removed {len(removed)} spellings from {cache}")
+            return 0
+        shown = hub_cache.entries(cache)
+        for e in shown:
+            module = e.handle or "(missing: reinstall)"
+            print(f"{e.spelling}  ->  {module}" + ("" if e.is_link else f"  [{e.path}]"))
+        print(f"{len(shown)} spellings of {len({e.handle for e in shown})} modules in {cache}")
+        return 0
+    from ..quiet import import_tensorflow
+
+    checkpoints = _arch_checkpoints(args.checkpoint)
+    specs = hub_cache.select(args.models, checkpoints, is_cached)
+    import_tensorflow()
+    from ..export import export
+
+    digests: dict[str, str] = {}
+
+    def digest(arch: str) -> str:
+        if arch not in digests:
+            digests[arch] = load_weights(arch, checkpoints.get(arch), progress=args.progress).digest
+        return digests[arch]
+
+    def build(spec, folder: Path) -> None:
+        export(spec, folder, checkpoints.get(spec.arch), overwrite=True, progress=False)
+
+    done = hub_cache.install(specs, cache, digest, build, force=args.force)
+    modules = f"{len(specs)} module" + ("s" if len(specs) != 1 else "")
+    print(f"{len(done)} spellings of {modules} ready in {cache}; hub.load(url) finds them offline")
+    if os.environ.get("TFHUB_CACHE_DIR") is None and args.tfhub_cache_dir is None:
+        print("(tensorflow_hub's default cache; set TFHUB_CACHE_DIR to keep modules across reboots)")
+    elif args.tfhub_cache_dir is not None and os.environ.get("TFHUB_CACHE_DIR") != str(cache):
+        print(f"set TFHUB_CACHE_DIR={cache} where the hub code runs")
     return 0
 
 

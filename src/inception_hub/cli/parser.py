@@ -113,6 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     h.set_defaults(func=c.cmd_serve_hub)
 
+    ic = sub.add_parser(
+        "install-hub-cache",
+        help="put the modules into tensorflow_hub's cache under every handle spelling: unchanged hub code runs offline",
+    )
+    ic.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help="a network name (its 8 modules) or a handle; default: every network whose weights are cached",
+    )
+    ic.add_argument(
+        "--tfhub-cache-dir", metavar="DIR", help="default: $TFHUB_CACHE_DIR, else tensorflow_hub's <temp>/tfhub_modules"
+    )
+    _arch_checkpoints_arg(ic, "build ARCH's modules from this checkpoint instead of the cached release (repeatable)")
+    ic.add_argument("--list", action="store_true", help="show each installed spelling and the module behind it")
+    ic.add_argument("--remove", action="store_true", help="take the installed spellings (of MODELs, or all) out again")
+    ic.add_argument("--force", action="store_true", help="also replace modules in the cache that came from elsewhere")
+    _progress_arg(ic)
+    ic.set_defaults(func=c.cmd_install_hub_cache)
+
     k = sub.add_parser("cache", help="list what the cache holds with sizes; remove or clean it")
     k.add_argument("--remove", metavar="WHAT", help="an architecture's weights, engines, hub, downloads, tmp or all")
     k.add_argument("--clean", action="store_true", help="remove orphans, converted downloads and leftovers")

@@ -37,7 +37,7 @@ def export(
             from .tf2 import export_tf2
 
             export_tf2(spec, weights, staging)
-        write_metadata(spec, staging)
+        write_metadata(spec, staging, weights_digest=weights.digest)
     return Path(outdir)
 
 
