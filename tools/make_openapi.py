@@ -8,12 +8,33 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "inception_hub" / "serve" / "openapi.json"
 SIGNATURES = ["serving_default", "image_classification", "image_feature_vector"]
+FEATURES = ["image", "images", "image/encoded"]  # where a :classify example holds its image
 
 
 def error(description: str) -> dict:
     return {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def post(summary: str, params: list, body: dict, ok: tuple[str, dict], bad: str) -> dict:
+    """A POST taking images: its body, its answer, and the refusals every such request can get."""
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": params,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {"description": ok[0], "content": {"application/json": {"schema": ok[1]}}},
+                "400": error(bad),
+                "404": error("unknown model or version"),
+                "413": error("body or image count over the limit"),
+                "429": error("queue full: retry later"),
+                "503": error("shutting down"),
+                "504": error("timed out"),
+            },
+        }
     }
 
 
@@ -114,22 +135,47 @@ def main() -> None:
                 },
             }
         }
-        paths[prefix + ":predict"] = {
-            "post": {
-                "summary": "Logits or feature vectors for images",
-                "parameters": params,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-                "responses": {
-                    "200": {"description": "one row per image", "content": {"application/json": {"schema": result}}},
-                    "400": error("malformed JSON, wrong shape, NaN, values outside [0, 1], undecodable image"),
-                    "404": missing,
-                    "413": error("body or image count over the limit"),
-                    "429": error("queue full: retry later"),
-                    "503": error("shutting down"),
-                    "504": error("timed out"),
-                },
-            }
+        paths[prefix + ":predict"] = post(
+            "Logits or feature vectors for images",
+            params,
+            body,
+            ("one row per image", result),
+            "malformed JSON, wrong shape, NaN, values outside [0, 1], undecodable image",
+        )
+        example = {
+            "type": "object",
+            "description": "the image under one of image, images, image/encoded",
+            "properties": {
+                k: {"oneOf": [b64, {"type": "array", "maxItems": 1, "items": b64}, floats]} for k in FEATURES
+            },
         }
+        classify_body = {
+            "type": "object",
+            "required": ["examples"],
+            "properties": {
+                "signature_name": {"type": "string", "enum": SIGNATURES[:2]},
+                "context": example,
+                "examples": {"type": "array", "minItems": 1, "items": example},
+                "top_k": {"type": "integer", "minimum": 1, "default": 5},
+            },
+        }
+        pair = {
+            "type": "array",
+            "minItems": 2,
+            "maxItems": 2,
+            "items": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+        }
+        classified = {
+            "type": "object",
+            "properties": {"result": {"type": "array", "items": {"type": "array", "items": pair}}},
+        }
+        paths[prefix + ":classify"] = post(
+            "TF Serving's Classify: [label, probability] pairs, best first (classification models)",
+            params,
+            classify_body,
+            ("per example", classified),
+            "not a classification model or signature, malformed example, undecodable image",
+        )
     paths["/healthz"] = {
         "get": {
             "summary": "Health",

@@ -101,6 +101,7 @@ def _files() -> list[descriptor_pb2.FileDescriptorProto]:
     signature = _message(framework, "SignatureDef", [("method_name", 3, "string")])
     _map(signature, "inputs", 1, ".tensorflow.TensorInfo")
     _map(signature, "outputs", 2, ".tensorflow.TensorInfo")
+    _map(signature, "defaults", 4, ".tensorflow.TensorProto")  # values of inputs a caller may omit
 
     apis = _file(
         "inception_hub/tensorflow_serving_apis.proto",

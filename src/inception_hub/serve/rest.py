@@ -6,6 +6,10 @@
   (row format, answered with `predictions`) or `{"inputs": ...}` (columnar, answered with
   `outputs`). An image is a `[H][W][3]` float list in [0, 1], `{"b64": "<JPEG or PNG>"}`, or either
   under the input name: `{"images": ...}`.
+- `POST /v1/models/{name}[/versions/{v}]:classify`: TF Serving's Classify API for classification
+  models: `{"examples": [{"image": {"b64": ...}}, ...], "context": {...}}` (the image under
+  `image`, `images` or `image/encoded`), answered with `{"result": [[[label, score], ...], ...]}`:
+  the top 5 labels (or `"top_k"`) by softmax probability, best first.
 Errors are `{"error": "..."}` with a 4xx status; a 5xx would be a bug.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -22,7 +27,7 @@ from aiohttp import HttpVersion11, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .core import InvalidArgument, ServingCore, ServingError, TooLarge, UnsupportedMediaType
-from .models import ServedModel
+from .models import LOGITS, ServedModel
 
 INPUT = "images"
 CORE = web.AppKey("core", ServingCore)
@@ -38,6 +43,7 @@ def make_app(core: ServingCore) -> web.Application:
         r.add_get(prefix, status)
         r.add_get(prefix + "/metadata", metadata)
         r.add_post(prefix + ":predict", predict, expect_handler=expect_continue)
+        r.add_post(prefix + ":classify", classify, expect_handler=expect_continue)
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
@@ -110,6 +116,7 @@ def signature_def_json(model: ServedModel) -> dict[str, Any]:
                 }
             },
             "method_name": "tensorflow/serving/predict",
+            "defaults": {},
         }
     return out
 
@@ -141,6 +148,18 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
 
 
 async def predict(request: web.Request) -> web.Response:
+    return await _handle(request, _predict)
+
+
+async def classify(request: web.Request) -> web.Response:
+    return await _handle(request, _classify)
+
+
+Answer = Callable[[web.Request, ServingCore, ServedModel], Awaitable[dict]]
+
+
+async def _handle(request: web.Request, answer: Answer) -> web.Response:
+    """Admit, answer and count one POST: the checks that need only the headers come first."""
     core: ServingCore = request.app[CORE]
     started = time.perf_counter()
     name = request.match_info["name"]
@@ -153,8 +172,8 @@ async def predict(request: web.Request) -> web.Response:
             raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
         # Admission needs only the headers: a refused request's body is never read.
         size = request.content_length if request.content_length is not None else core.limits.max_body_bytes
-        key, out = await core.admitted(model, size, lambda: _answer(request, core, model))
-        return web.json_response({key: out.tolist()}, dumps=_dumps)
+        body = await core.admitted(model, size, lambda: answer(request, core, model))
+        return web.json_response(body, dumps=_dumps)
     except ServingError as e:
         code = e.grpc_code
         raise
@@ -162,17 +181,65 @@ async def predict(request: web.Request) -> web.Response:
         core.observe("rest", label, code, started)
 
 
-async def _answer(request: web.Request, core: ServingCore, model: ServedModel) -> tuple[str, np.ndarray]:
-    """Read, parse (off the event loop), decode and run one request: (response key, outputs)."""
+async def _read(request: web.Request, core: ServingCore) -> bytes:
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise TooLarge(f"request body larger than {core.limits.max_body_bytes} bytes") from None
+
+
+async def _predict(request: web.Request, core: ServingCore, model: ServedModel) -> dict:
+    """Read, parse (off the event loop), decode and run one :predict request."""
+    raw = await _read(request, core)
     loop = asyncio.get_running_loop()
     columnar, sig_name, items = await loop.run_in_executor(core.decoding, _parse, raw)
     sig = core.signature(model, sig_name)
     out = await core.run(model, sig, len(items), _images(core, model, items))
-    return ("outputs" if columnar else "predictions"), out
+    return {("outputs" if columnar else "predictions"): out.tolist()}
+
+
+async def _classify(request: web.Request, core: ServingCore, model: ServedModel) -> dict:
+    """One :classify request: label/score pairs from the logits and the model's labels."""
+    raw = await _read(request, core)
+    sig_name, items, top_k = await asyncio.get_running_loop().run_in_executor(core.decoding, _parse_classify, raw)
+    sig = core.signature(model, sig_name)
+    labels = model.module.labels
+    if sig.output != LOGITS or not labels:
+        raise InvalidArgument(
+            f"signature {sig.name!r} of model {model.name} does not classify (it gives feature vectors); use :predict"
+        )
+    logits = await core.run(model, sig, len(items), _images(core, model, items))
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    scores = z / z.sum(axis=1, keepdims=True)
+    best = np.argsort(-scores, axis=1, kind="stable")[:, : min(top_k, scores.shape[1])]
+    return {"result": [[[labels[i], float(row[i])] for i in order] for row, order in zip(scores, best, strict=True)]}
+
+
+#: Feature names a :classify example may hold its image under.
+IMAGE_FEATURES = ("image", "images", "image/encoded")
+
+
+def _parse_classify(raw: bytes) -> tuple[str | None, list, int]:
+    """(signature_name, one image per example, top_k) from a Classify request body."""
+    body = _json_object(raw, '"examples"')
+    examples, context = body.get("examples"), body.get("context", {})
+    if not isinstance(examples, list) or not isinstance(context, dict):
+        raise InvalidArgument('"examples" must be a list of objects and "context" an object')
+    top_k = body.get("top_k", 5)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise InvalidArgument('"top_k" must be a positive integer')
+    items = []
+    for example in examples:
+        features = {**context, **example} if isinstance(example, dict) else {}
+        found = [k for k in IMAGE_FEATURES if k in features]
+        if len(found) != 1:
+            raise InvalidArgument(
+                f"each example needs its image under exactly one of {', '.join(IMAGE_FEATURES)}: "
+                '{"image": {"b64": "<JPEG or PNG, base64>"}}'
+            )
+        value = features[found[0]]
+        items.append(value[0] if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) else value)
+    return body.get("signature_name"), items, top_k
 
 
 def _dumps(obj: Any) -> str:
@@ -181,17 +248,10 @@ def _dumps(obj: Any) -> str:
 
 def _parse(raw: bytes) -> tuple[bool, str | None, list]:
     """(columnar?, signature_name, one entry per image) from either request format."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: also over-long integers
-        raise InvalidArgument(f"the body is not valid JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument('the body must be a JSON object with "instances" or "inputs"')
+    body = _json_object(raw, '"instances" or "inputs"')
     if ("instances" in body) == ("inputs" in body):
         raise InvalidArgument('the body must have exactly one of "instances" (row format) or "inputs" (columnar)')
     sig_name = body.get("signature_name")
-    if sig_name is not None and not isinstance(sig_name, str):
-        raise InvalidArgument("signature_name must be a string")
     if "instances" in body:
         items = body["instances"]
         if not isinstance(items, list):
@@ -207,6 +267,19 @@ def _parse(raw: bytes) -> tuple[bool, str | None, list]:
     return True, sig_name, inputs
 
 
+def _json_object(raw: bytes, expected: str) -> dict:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: also over-long integers
+        raise InvalidArgument(f"the body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument(f"the body must be a JSON object with {expected}")
+    sig_name = body.get("signature_name")
+    if sig_name is not None and not isinstance(sig_name, str):
+        raise InvalidArgument("signature_name must be a string")
+    return body
+
+
 def _unwrap(instance: Any) -> Any:
     if isinstance(instance, dict) and set(instance) == {INPUT}:
         return instance[INPUT]
@@ -216,6 +289,11 @@ def _unwrap(instance: Any) -> Any:
 async def _images(core: ServingCore, model: ServedModel, items: list) -> np.ndarray:
     if not items:
         raise InvalidArgument("no images in the request")
+    if _nesting(items) == 3 and len(items[0][0]) == 3:  # [H][W][3] where [N][H][W][3] belongs, not H images
+        raise InvalidArgument(
+            "the input is one image ([height][width][3]) without a batch dimension; send a list of images: "
+            '{"inputs": [image]} or {"instances": [image]}'
+        )
     if len(items) > core.limits.max_images:
         raise TooLarge(f"a request holds at most {core.limits.max_images} images, got {len(items)}")
     encoded = [isinstance(i, dict) and set(i) == {"b64"} and isinstance(i["b64"], str) for i in items]
@@ -224,6 +302,14 @@ async def _images(core: ServingCore, model: ServedModel, items: list) -> np.ndar
     if any(encoded) or any(isinstance(i, dict) for i in items):
         raise InvalidArgument(f'each image must be a [H][W][3] list of floats, {{"b64": "..."}} or {{"{INPUT}": ...}}')
     return await asyncio.get_running_loop().run_in_executor(core.decoding, _floats, items)
+
+
+def _nesting(x: Any, most: int = 5) -> int:
+    """How deeply lists nest, following first elements (cheap: never walks a whole image)."""
+    depth = 0
+    while isinstance(x, list) and x and depth < most:
+        x, depth = x[0], depth + 1
+    return depth if isinstance(x, (int, float)) else -1
 
 
 def _floats(items: list) -> np.ndarray:
