@@ -72,6 +72,21 @@ def test_variable_size_and_serving_default(exported):
     assert not hub.load(exported("inception_v1/classification/4")).signatures
 
 
+def test_keras3_tfsmlayer_runs_the_v5_export(exported):
+    # tf.keras is Keras 3 since TF 2.16, where hub.KerasLayer cannot be used; TFSMLayer is the
+    # route for a SavedModel there (inference only: BatchNorm stays in inference mode).
+    import keras
+
+    x, ref = ref_inputs("inception_v1", "256x320")
+    layer = keras.layers.TFSMLayer(exported("inception_v1/classification/5"), call_endpoint="serving_default")
+    inputs = keras.Input(shape=(None, None, 3))
+    model = keras.Model(inputs, layer(inputs)["logits"])
+    assert keras.__version__.startswith("3.") and tf.keras.layers.TFSMLayer is keras.layers.TFSMLayer
+    np.testing.assert_allclose(model.predict(x, verbose=0), ref["logits"], atol=1e-4, rtol=0)
+    features = keras.layers.TFSMLayer(exported("inception_v1/feature_vector/5"), call_endpoint="serving_default")
+    np.testing.assert_allclose(features(x)["feature_vector"], ref["feature_vector"], atol=1e-4, rtol=0)
+
+
 def test_saved_model_attributes(exported, synth_weights):
     loaded = hub.load(exported("inception_v1/classification/5"))
     assert len(loaded.variables) == 230
