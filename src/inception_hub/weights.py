@@ -42,6 +42,7 @@ class Weights(dict):
     def digest(self) -> str:
         return digest(self)
 
+
 #: Bookkeeping variables a training checkpoint may carry besides the network.
 IGNORED_VARIABLES = frozenset({"global_step"})
 
