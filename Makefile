@@ -15,7 +15,7 @@ $(VENV)/.core: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.all: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[all]'
+	$(BIN)/pip install --quiet -e '.[all]' -c constraints.txt
 	touch $@ $(VENV)/.core
 
 demo: $(VENV)/.core
