@@ -138,6 +138,30 @@ def partial(ckpt_dir: Path) -> dict:
     return {"moved": moved, "top": [layer.name for layer in top]}
 
 
+def gradcam(ckpt_dir: Path) -> dict:
+    """Grad-CAM through the backend's gradient: at Mixed_5c it must be the analytic CAM (the
+    logits are a linear function of its spatial mean); at Mixed_4f it is returned for the test
+    to compare across backends."""
+    import inception_hub.keras as ihk
+    from inception_hub.gradcam import explain
+
+    model = ihk.inception_v1(str(ckpt_dir / "inception_v1" / "v1" / "inception_v1.ckpt"))
+    x = reference("inception_v1", "224x224")["inputs_u8"][0].astype(np.float32) / 255
+    e = explain(model, x, layer="Mixed_5c", class_index=3)
+    features = ihk.inception_v1(str(ckpt_dir / "inception_v1" / "v1" / "inception_v1.ckpt"), endpoints=["Mixed_5c"])
+    a = npy(features(x[None])["Mixed_5c"])[0]
+    w = npy(model.get_layer("Logits").slim["InceptionV1/Logits/Conv2d_0c_1x1/weights"])[0, 0, :, 3]
+    cam = np.maximum(a @ w, 0)
+    cam = cam / cam.max()
+    deep = explain(model, x, layer="Mixed_4f")
+    return {
+        "analytic_error": float(np.abs(e.heatmap - cam).max()),
+        "shape": list(e.heatmap.shape),
+        "mixed_4f": deep.heatmap.tolist(),
+        "mixed_4f_class": deep.class_index,
+    }
+
+
 def export(ckpt_dir: Path, out_dir: Path) -> dict:
     """TensorFlow backend: model.export, loaded back with TFSMLayer."""
     import keras
@@ -159,6 +183,7 @@ def main() -> None:
     result = {"backend": keras.backend.backend(), "parity": parity(ckpt_dir), "training_step": training_step()}
     result["fit"] = fit(ckpt_dir)
     result["partial"] = partial(ckpt_dir)
+    result["gradcam"] = gradcam(ckpt_dir)
     if result["backend"] == "tensorflow":
         result["export"] = export(ckpt_dir, out_dir)
     result["tensorflow_imported"] = "tensorflow" in sys.modules

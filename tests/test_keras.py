@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow  # builds and trains both networks on each backend
@@ -73,3 +74,17 @@ def test_tensorflow_is_imported_only_by_its_own_backend(measured):
     assert measured["tensorflow_imported"] == (measured["backend"] == "tensorflow")
     if measured["backend"] == "tensorflow":
         assert measured["export"]["tfsmlayer"] <= 1e-4
+
+
+def test_grad_cam_uses_the_backends_gradient(measured, v1_ckpt):
+    import inception_hub.keras as ihk
+    from conftest import reference
+    from inception_hub.gradcam import explain
+
+    cam = measured["gradcam"]
+    assert cam["shape"] == [7, 7] and cam["analytic_error"] <= 1e-4
+    # The same map through ten blocks of gradient, here on TensorFlow: the backends agree.
+    x = reference("inception_v1", "224x224")["inputs_u8"][0].astype("float32") / 255
+    here = explain(ihk.inception_v1(v1_ckpt), x, layer="Mixed_4f")
+    assert here.class_index == cam["mixed_4f_class"]
+    assert np.abs(here.heatmap - np.array(cam["mixed_4f"])).max() <= 1e-4

@@ -41,6 +41,7 @@ _LAZY = {
     "Module": "module",
     "load_image": "images",
     "get_expected_image_size": "export",
+    "explain": "gradcam",  # imports Keras
 }
 
 
@@ -70,6 +71,7 @@ __all__ = [
     "WeightsUnavailableError",
     "all_specs",
     "decode_predictions",
+    "explain",
     "fetch",
     "get_expected_image_size",
     "imagenet_labels",

@@ -21,7 +21,8 @@ import numpy as np
 
 from .errors import InputError
 from .nets import ARCHITECTURES
-from .nets.keras_builder import Block, block_names, plan
+from .nets.blocks import block_names, plan
+from .nets.keras_builder import Block
 from .nets.layers import BATCH_NORM_MOMENTUM
 
 POOLINGS = (None, "avg", "max")

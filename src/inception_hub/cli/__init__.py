@@ -27,6 +27,9 @@ EXTRAS = {
     "ray": "distributed",
     "tensorflow_hub": "hub",
     "tf_keras": "hub",
+    "keras": "keras",
+    "jax": "jax",
+    "torch": "torch",
 }
 
 #: Commands that always load TensorFlow: it is imported up front, with its start-up banners

@@ -160,6 +160,30 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return tally.exit_status()
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .. import keras as ihk
+    from ..gradcam import class_index_of, explain_files
+    from ..labels import imagenet_labels
+
+    spec = resolve(args.model)
+    if spec.kind != "classification":
+        raise InceptionHubError(f"{spec.handle} gives feature vectors; Grad-CAM needs a classification model")
+    paths, unmatched = _find(args.images)
+    tally = Tally(inputs=len(paths) + len(unmatched), failures=len(unmatched))
+    model = ihk.build_model(spec.arch, args.checkpoint or "imagenet")
+    class_index = class_index_of(args.class_, imagenet_labels()) if args.class_ is not None else None
+
+    def failed(path: str, reason: str) -> None:
+        tally.failures += 1
+        print(f"{PROG}: {path}: {reason}", file=sys.stderr)
+
+    for out in explain_files(
+        paths, model, spec.image_size, Path(args.output), class_index=class_index, layer=args.layer, on_error=failed
+    ):
+        print(out)
+    return tally.exit_status()
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     from ..outputs import check_features_path, write_features
 
