@@ -201,3 +201,22 @@ def test_bad_data_directories(tmp_path, v1_ckpt):
     with pytest.raises(DataError, match="validation split"):
         finetune.train(tmp_path / "broken", validation_split=1.5, checkpoint=v1_ckpt, progress=False)
     assert main(["finetune", str(tmp_path / "one"), "-o", str(tmp_path / "o"), "--checkpoint", v1_ckpt]) == 2
+
+
+def test_training_from_an_end_point_leaves_the_blocks_below_it_as_they_were(dataset, v1_ckpt, synth_weights, tmp_path):
+    import tensorflow as tf
+
+    out = tmp_path / "top"
+    argv = ["finetune", str(dataset), "-o", str(out), "--epochs", "2", "--train-from", "Mixed_5b"]
+    assert main([*argv, "--checkpoint", v1_ckpt, "--no-progress", "--learning-rate", "0.05"]) == 0
+    trained = tf.saved_model.load(str(out)).net.backbone.slim_variables
+    before = synth_weights["inception_v1"]
+    moved = {name: float(np.abs(trained[name].numpy() - before[name]).max()) for name in trained}
+    below = [n for n in moved if n.split("/")[1] not in ("Mixed_5b", "Mixed_5c")]
+    above = [n for n in moved if n not in below]
+    assert len(below) > 100 and len(above) > 20
+    assert all(moved[n] == 0.0 for n in below)  # weights and BatchNorm statistics alike
+    assert all(moved[n] > 0 for n in above if n.endswith(("weights", "moving_mean"))), moved
+    assert json.loads((out / "metrics.json").read_text())["settings"]["train_from"] == "Mixed_5b"
+    with pytest.raises(DataError, match="--train-from takes an end point of inception_v1"):
+        finetune.train(dataset, "inception_v1", None, train_from="Mixed_9z", checkpoint=v1_ckpt, progress=False)

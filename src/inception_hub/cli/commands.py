@@ -243,6 +243,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 FINETUNE_OPTIONS = (
     "fine_tune_backbone",
     "recalibrate_bn",
+    "train_from",
     "checkpoint",
     "progress",
     "epochs",

@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=positive)
     t.add_argument("--learning-rate", type=float, help="the new head's rate; the network, if trained, moves at 1/10")
     t.add_argument("--fine-tune-backbone", action="store_true", help="train the whole network, not just the head")
+    t.add_argument(
+        "--train-from",
+        metavar="END_POINT",
+        help="train the network's blocks from this end point up (e.g. Mixed_5b) with the head; the rest stays",
+    )
     t.add_argument("--batch-norm-momentum", type=float)
     t.add_argument("--validation-split", type=float)
     t.add_argument("--image-size", type=positive, help="training size (default: the model's)")

@@ -32,9 +32,13 @@ class Classifier(tf.Module):
         init = tf.random.stateless_uniform([dim, num_classes], [seed, 1], -limit, limit)
         self.kernel = tf.Variable(init, name="head/kernel")
         self.bias = tf.Variable(tf.zeros([num_classes]), name="head/bias")
+        #: Backbone blocks left as they are (fine-tuning from an end point): inference mode.
+        self.frozen: frozenset[str] = frozenset()
 
     def run(self, images, training=False, batch_norm_momentum=BATCH_NORM_MOMENTUM, train_backbone=True):
-        features = self.backbone(images, training=training and train_backbone, batch_norm_momentum=batch_norm_momentum)
+        features = self.backbone.run(
+            images, training=training and train_backbone, batch_norm_momentum=batch_norm_momentum, frozen=self.frozen
+        )[0]
         if not train_backbone:
             features = tf.stop_gradient(features)
         x = tf.nn.dropout(features, rate=1.0 - DROPOUT_KEEP_PROB) if training else features

@@ -15,6 +15,7 @@ import tensorflow as tf
 from ..catalog import resolve
 from ..engine.tf import net_runner
 from ..module import Module
+from ..nets.blocks import block_names, block_of
 from ..nets.layers import WEIGHT_DECAY
 from ..nets.tf_module import InceptionNet
 from ..source import Source
@@ -71,7 +72,7 @@ class Steps:
 
         @tf.function(reduce_retracing=True)
         def bn_stats(images, m):
-            net.backbone(center_crop(images, size), training=True, batch_norm_momentum=m)
+            net.backbone.run(center_crop(images, size), training=True, batch_norm_momentum=m, frozen=net.frozen)
             return tf.constant(0.0), tf.constant(0.0)
 
         @tf.function(reduce_retracing=True)
@@ -104,14 +105,20 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     patience: int = 3,
     recalibrate_bn: bool = True,
+    train_from: str | None = None,
     seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> FineTuneResult:
-    """Train a classifier on DATA_DIR's class folders; save it to `output` if given."""
+    """Train a classifier on DATA_DIR's class folders; save it to `output` if given.
+
+    `train_from` (an end point such as "Mixed_5b") trains the backbone's blocks from there up with
+    the head, and leaves the blocks below it exactly as they were (BatchNorm statistics included)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     base_spec = resolve(model)
     spec = base_spec.with_kind("feature_vector")
+    trained_blocks = _blocks_from(spec.arch, train_from)
+    fine_tune_backbone = fine_tune_backbone or train_from is not None
     size = image_size or spec.image_size[0]
     if not 0.0 <= validation_split < 1.0:
         raise DataError(f"validation split must be in [0, 1), got {validation_split}")
@@ -127,9 +134,15 @@ def train(
     tf.random.set_seed(seed)
     backbone = InceptionNet(spec.arch, None, load_weights(spec.arch, checkpoint, progress=progress))
     net = Classifier(backbone, len(data.classes), seed)
+    net.frozen = frozenset(block_names(spec.arch)) - trained_blocks
     lr = learning_rate if learning_rate is not None else DEFAULT_LEARNING_RATE
     head = net.head_variables()
-    body = list(backbone.trainable_variables) if fine_tune_backbone else []
+    body = [
+        v
+        for s in backbone.specs
+        if fine_tune_backbone and s.trainable and block_of(spec.arch, s.name) in trained_blocks
+        for v in [backbone.slim_variables[s.name]]
+    ]
     # The pretrained network moves at a tenth of the new head's rate, so the head's early, noisy
     # gradients do not wash out the features it is learning to read.
     optimizer = Momentum(head + body, [lr] * len(head) + [lr * BACKBONE_LR_SCALE] * len(body))
@@ -181,6 +194,7 @@ def train(
             batch_size=batch_size,
             learning_rate=lr,
             fine_tune_backbone=fine_tune_backbone,
+            train_from=train_from,
             batch_norm_momentum=batch_norm_momentum,
             validation_split=validation_split,
             seed=seed,
@@ -188,6 +202,16 @@ def train(
         )
         save(result, net, cls_spec, size, output, settings)
     return result
+
+
+def _blocks_from(arch: str, train_from: str | None) -> frozenset[str]:
+    """The backbone blocks to train: all of them, or those from end point `train_from` up."""
+    names = block_names(arch)[: block_names(arch).index("global_pool")]
+    if train_from is None:
+        return frozenset(names)
+    if train_from not in names:
+        raise DataError(f"--train-from takes an end point of {arch}: {', '.join(names)}; got {train_from!r}")
+    return frozenset(names[names.index(train_from) :])
 
 
 def run_epoch(indices, batch_size, data: Dataset, step, progress: bool, desc: str) -> tuple[float, float]:

@@ -25,11 +25,14 @@ class TFBuilder(Builder):
         *,
         training: bool = False,
         batch_norm_momentum: Any = BATCH_NORM_MOMENTUM,
+        frozen: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__()
         self.variables = variables
         self.training = training
         self.momentum = batch_norm_momentum
+        #: End-point blocks (`Mixed_4b`, ...) that stay in inference mode while the rest trains.
+        self.frozen = frozen
 
     def _get(self, leaf: str) -> tf.Variable:
         return self.variables[self.name(leaf)]
@@ -39,7 +42,7 @@ class TFBuilder(Builder):
             beta = self._get("beta")
             mean, var = self._get("moving_mean"), self._get("moving_variance")
         scale = tf.ones_like(beta)
-        if not self.training:
+        if not self.training or self._scopes[1] in self.frozen:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(
                 x, scale, beta, mean=mean, variance=var, epsilon=BN_EPSILON, is_training=False
             )

@@ -34,10 +34,15 @@ class InceptionNet(tf.Module):
         return self.run(images, training, batch_norm_momentum)[0]
 
     def run(
-        self, images: tf.Tensor, training: bool = False, batch_norm_momentum: float = BATCH_NORM_MOMENTUM
+        self,
+        images: tf.Tensor,
+        training: bool = False,
+        batch_norm_momentum: float = BATCH_NORM_MOMENTUM,
+        frozen: frozenset[str] = frozenset(),
     ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """Output and all end points (`Conv2d_1a_7x7`, ..., `global_pool`, `Logits`)."""
-        b = TFBuilder(self.slim_variables, training=training, batch_norm_momentum=batch_norm_momentum)
+        """Output and all end points (`Conv2d_1a_7x7`, ..., `global_pool`, `Logits`); the blocks
+        in `frozen` run in inference mode even when training."""
+        b = TFBuilder(self.slim_variables, training=training, batch_norm_momentum=batch_norm_momentum, frozen=frozen)
         out = build(b, self.arch, 2.0 * images - 1.0, self.num_classes)
         return out, b.end_points
 
