@@ -31,6 +31,54 @@ class Explanation:
     predictions: list[Prediction]
 
 
+class GradCam:
+    """Grad-CAM of one model at one end point, prepared once for many images.
+
+    `model` is a model from `inception_hub.keras`, or a chain of layers built on one (e.g. its
+    feature vector with a new Dense head): every layer after `layer` takes the previous one's
+    output. `layer` defaults to the last one with a spatial map."""
+
+    def __init__(self, model: keras.Model, layer: str | None = None, labels: Sequence[str] | None = None) -> None:
+        chain = [c for c in model.layers if not isinstance(c, keras.layers.InputLayer)]
+        names = [c.name for c in chain]
+        if layer is None:
+            layer = [c.name for c in chain if len(c.output.shape) == 4][-1]
+        if layer not in names:
+            raise InputError(f"no layer {layer!r} in the model; it has {', '.join(names)}")
+        cut = names.index(layer) + 1
+        if len(chain[cut - 1].output.shape) != 4:
+            raise InputError(f"{layer} has no spatial map; choose an earlier end point")
+        self.layer, self.labels = layer, labels
+        self.head = keras.Model(model.inputs[0], chain[cut - 1].output)
+        self.rest = chain[cut:]
+
+    def _tail(self, a):
+        for c in self.rest:
+            a = c(a)
+        return a
+
+    def __call__(self, image: np.ndarray, class_index: int | None = None) -> Explanation:
+        """The map of one float32 [H, W, 3] image in [0, 1] for `class_index` (default: the top class)."""
+        x = np.asarray(image, np.float32)
+        if x.ndim != 3 or x.shape[-1] != 3:
+            raise InputError(f"explain takes one image [height, width, 3], got shape {x.shape}")
+        maps = keras.ops.convert_to_numpy(self.head(x[None]))
+        logits = keras.ops.convert_to_numpy(self._tail(keras.ops.convert_to_tensor(maps)))[0]
+        if class_index is None:
+            class_index = int(np.argmax(logits))
+        if not 0 <= class_index < logits.shape[-1]:
+            raise InputError(f"class {class_index} is out of range: the model has {logits.shape[-1]} classes")
+        grads = _gradient(lambda a: self._tail(a)[0, class_index], maps)[0]
+        weights = grads.mean(axis=(0, 1))  # one per channel
+        cam = np.maximum((maps[0] * weights).sum(axis=-1), 0.0)
+        cam = cam / cam.max() if cam.max() > 0 else cam
+        labels = self.labels
+        if labels is None and logits.shape[-1] != NUM_CLASSES:
+            labels = [f"class {i}" for i in range(logits.shape[-1])]
+        preds = decode_predictions(logits[None], top=5, labels=labels)[0]
+        return Explanation(cam.astype(np.float32), class_index, preds)
+
+
 def explain(
     model: keras.Model,
     image: np.ndarray,
@@ -40,45 +88,8 @@ def explain(
     labels: Sequence[str] | None = None,
 ) -> Explanation:
     """Grad-CAM of one float32 [H, W, 3] image in [0, 1] for `class_index` (default: the top
-    class) at end point `layer` (default: the last one with a spatial map).
-
-    `model` is a model from `inception_hub.keras`, or a chain of layers built on one (e.g. its
-    feature vector with a new Dense head): every layer after `layer` takes the previous one's
-    output."""
-    x = np.asarray(image, np.float32)
-    if x.ndim != 3 or x.shape[-1] != 3:
-        raise InputError(f"explain takes one image [height, width, 3], got shape {x.shape}")
-    chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    names = [c.name for c in chain]
-    if layer is None:
-        spatial = [c.name for c in chain if len(c.output.shape) == 4]
-        layer = spatial[-1]
-    if layer not in names:
-        raise InputError(f"no layer {layer!r} in the model; it has {', '.join(names)}")
-    cut = names.index(layer) + 1
-    head = keras.Model(model.inputs[0], chain[cut - 1].output)
-    maps = keras.ops.convert_to_numpy(head(x[None]))
-    if maps.ndim != 4:
-        raise InputError(f"{layer} has no spatial map (shape {maps.shape}); choose an earlier end point")
-
-    def tail(a):
-        for c in chain[cut:]:
-            a = c(a)
-        return a
-
-    logits = keras.ops.convert_to_numpy(tail(keras.ops.convert_to_tensor(maps)))[0]
-    if class_index is None:
-        class_index = int(np.argmax(logits))
-    if not 0 <= class_index < logits.shape[-1]:
-        raise InputError(f"class {class_index} is out of range: the model has {logits.shape[-1]} classes")
-    grads = _gradient(lambda a: tail(a)[0, class_index], maps)[0]
-    weights = grads.mean(axis=(0, 1))  # one per channel
-    cam = np.maximum((maps[0] * weights).sum(axis=-1), 0.0)
-    cam = cam / cam.max() if cam.max() > 0 else cam
-    if labels is None and logits.shape[-1] != NUM_CLASSES:
-        labels = [f"class {i}" for i in range(logits.shape[-1])]
-    preds = decode_predictions(logits[None], top=5, labels=labels)[0]
-    return Explanation(cam.astype(np.float32), class_index, preds)
+    class) at end point `layer` (default: the last one with a spatial map); see `GradCam`."""
+    return GradCam(model, layer, labels)(image, class_index)
 
 
 def _gradient(fn: Callable, x: np.ndarray) -> np.ndarray:
@@ -151,6 +162,7 @@ def explain_files(
     from .images import central_crop_box, decode_image, preprocess
 
     outdir.mkdir(parents=True, exist_ok=True)
+    cam = GradCam(model, layer)
     written, used = [], set()
     for path in paths:
         try:
@@ -158,7 +170,7 @@ def explain_files(
         except (InceptionHubError, OSError) as e:
             on_error(path, str(e))
             continue
-        e = explain(model, preprocess(photo, image_size), class_index=class_index, layer=layer)
+        e = cam(preprocess(photo, image_size), class_index)
         top, left, h, w = central_crop_box(*photo.shape[:2])
         stem = Path(path).stem
         name = stem if stem not in used else f"{stem}-{len(used)}"

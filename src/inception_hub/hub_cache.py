@@ -131,27 +131,26 @@ def install(
     installed = []
     for spec in specs:
         digest = weights_digest(spec.arch)
-        main = cache / folder_name(spec.url)
+        names = spellings(spec)
+        main = cache / folder_name(names[0])
         meta = _module_meta(main) if main.is_dir() and not main.is_symlink() else None
-        if main.exists() and meta is None and not force and not main.is_symlink():
+        if main.is_dir() and not main.is_symlink() and meta is None and not force:
             report(f"skipped {spec.url}: {main} holds a module inception-hub did not install (--force replaces it)")
             continue
-        if not meta or meta.get("handle") != spec.handle or meta.get("weights_digest") != digest:
+        if meta is None or meta.get("handle") != spec.handle or meta.get("weights_digest") != digest:
             if main.is_symlink():
                 main.unlink()
             build(spec, main)
-        _write_descriptor(cache, spec.url, digest)
-        skipped = []
-        for spelling in spellings(spec)[1:]:
+        placed = [names[0]]
+        for spelling in names[1:]:
             if _place_link(cache, spelling, main.name, force):
-                _write_descriptor(cache, spelling, digest)
+                placed.append(spelling)
             else:
-                skipped.append(spelling)
-        for spelling in skipped:
-            report(f"skipped {spelling}: its folder holds a module inception-hub did not install (--force)")
-        count = len(spellings(spec)) - len(skipped)
-        report(f"installed {spec.handle} under {count} spellings ({main})")
-        installed += [e for e in entries(cache) if e.handle == spec.handle]
+                report(f"skipped {spelling}: its folder holds a module inception-hub did not install (--force)")
+        for spelling in placed:
+            _write_descriptor(cache, spelling, digest)
+        report(f"installed {spec.handle} under {len(placed)} spellings ({main})")
+        installed += [Entry(s, cache / folder_name(s), spec.handle, digest) for s in placed]
     return installed
 
 
@@ -176,11 +175,7 @@ def remove(cache: Path, specs: Iterable[ModelSpec] | None = None) -> list[Entry]
     """Take out the spellings this command installed (of `specs`, or all): links and their
     descriptors first, then the modules they pointed at."""
     wanted = None if specs is None else {s.handle for s in specs}
-    chosen = [
-        e
-        for e in entries(cache)
-        if wanted is None or e.handle in wanted or (e.handle is None and _spelled(e.spelling) in wanted)
-    ]
+    chosen = [e for e in entries(cache) if wanted is None or _spelled(e.spelling) in wanted]
     for e in sorted(chosen, key=lambda e: not e.is_link):
         if e.is_link or not e.path.exists():
             e.path.unlink(missing_ok=True)

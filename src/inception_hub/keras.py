@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import InputError
 from .nets import ARCHITECTURES
-from .nets.blocks import block_names, plan
+from .nets.blocks import block_names, endpoint_blocks
 from .nets.keras_builder import Block
 from .nets.layers import BATCH_NORM_MOMENTUM
 
@@ -63,11 +63,8 @@ def build_model(
         raise InputError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise InputError(f"input_shape is (height, width, 3) with None for any size, got {input_shape!r}")
-    blocks, aliases = plan(arch)
     names = block_names(arch)
-    by_output = {b.output: b.name for b in blocks}
-    known = {n: by_output[i] for n, i in aliases.items() if i in by_output}  # PreAuxLogits -> Repeat_1
-    known.update({n: n for n in names})
+    known = endpoint_blocks(arch)  # e.g. PreAuxLogits -> Repeat_1
     if endpoints is not None:
         unknown = [e for e in endpoints if e not in known]
         if unknown or not endpoints:

@@ -328,18 +328,16 @@ def cmd_install_hub_cache(args: argparse.Namespace) -> int:
     from ..weights import is_cached, load_weights
 
     cache = hub_cache.tfhub_cache_dir(args.tfhub_cache_dir)
-    if args.list or args.remove:
-        if args.list and args.remove:
-            raise InceptionHubError("--list and --remove cannot be combined")
-        if args.remove:
-            specs = hub_cache.select(args.models, {}, lambda arch: True) if args.models else None
-            removed = hub_cache.remove(cache, specs)
-            print(f"removed {len(removed)} spellings from {cache}")
-            return 0
+    if args.list and args.remove:
+        raise InceptionHubError("--list and --remove cannot be combined")
+    if args.remove:
+        specs = hub_cache.select(args.models, {}, lambda arch: True) if args.models else None
+        print(f"removed {len(hub_cache.remove(cache, specs))} spellings from {cache}")
+        return 0
+    if args.list:
         shown = hub_cache.entries(cache)
         for e in shown:
-            module = e.handle or "(missing: reinstall)"
-            print(f"{e.spelling}  ->  {module}" + ("" if e.is_link else f"  [{e.path}]"))
+            print(f"{e.spelling}  ->  {e.handle or '(missing: reinstall)'}" + ("" if e.is_link else f"  [{e.path}]"))
         print(f"{len(shown)} spellings of {len({e.handle for e in shown})} modules in {cache}")
         return 0
     from ..quiet import import_tensorflow
@@ -349,17 +347,17 @@ def cmd_install_hub_cache(args: argparse.Namespace) -> int:
     import_tensorflow()
     from ..export import export
 
-    digests: dict[str, str] = {}
+    weights = {}  # read once per network, for its digest and for every module built from it
 
-    def digest(arch: str) -> str:
-        if arch not in digests:
-            digests[arch] = load_weights(arch, checkpoints.get(arch), progress=args.progress).digest
-        return digests[arch]
+    def read(arch: str):
+        if arch not in weights:
+            weights[arch] = load_weights(arch, checkpoints.get(arch), progress=args.progress)
+        return weights[arch]
 
     def build(spec, folder: Path) -> None:
-        export(spec, folder, checkpoints.get(spec.arch), overwrite=True, progress=False)
+        export(spec, folder, overwrite=True, progress=False, weights=read(spec.arch))
 
-    done = hub_cache.install(specs, cache, digest, build, force=args.force)
+    done = hub_cache.install(specs, cache, lambda arch: read(arch).digest, build, force=args.force)
     modules = f"{len(specs)} module" + ("s" if len(specs) != 1 else "")
     print(f"{len(done)} spellings of {modules} ready in {cache}; hub.load(url) finds them offline")
     if os.environ.get("TFHUB_CACHE_DIR") is None and args.tfhub_cache_dir is None:

@@ -11,7 +11,7 @@ from ..atomic import atomic_dir
 from ..catalog import ModelSpec, resolve
 from ..errors import InceptionHubError
 from ..metadata import METADATA, read_metadata, write_metadata
-from ..weights import load_weights
+from ..weights import Weights, load_weights
 from . import proto
 
 __all__ = ["METADATA", "export", "get_expected_image_size", "read_metadata", "write_metadata"]
@@ -24,11 +24,14 @@ def export(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    weights: Weights | None = None,
 ) -> Path:
-    """Write the module for `handle` to `outdir` and return its path."""
+    """Write the module for `handle` to `outdir` and return its path. `weights` already read
+    (for several modules of one network) stand for the checkpoint."""
     spec = handle if isinstance(handle, ModelSpec) else resolve(handle)
     with atomic_dir(outdir, overwrite=overwrite) as staging:
-        weights = load_weights(spec.arch, checkpoint, progress=progress)
+        if weights is None:
+            weights = load_weights(spec.arch, checkpoint, progress=progress)
         if spec.hub_format == "tf1_hub":
             from .tf1_hub import export_tf1_hub
 

@@ -138,10 +138,9 @@ def train(
     lr = learning_rate if learning_rate is not None else DEFAULT_LEARNING_RATE
     head = net.head_variables()
     body = [
-        v
+        backbone.slim_variables[s.name]
         for s in backbone.specs
-        if fine_tune_backbone and s.trainable and block_of(spec.arch, s.name) in trained_blocks
-        for v in [backbone.slim_variables[s.name]]
+        if fine_tune_backbone and s.trainable and block_of(s.name) in trained_blocks
     ]
     # The pretrained network moves at a tenth of the new head's rate, so the head's early, noisy
     # gradients do not wash out the features it is learning to read.
@@ -206,7 +205,8 @@ def train(
 
 def _blocks_from(arch: str, train_from: str | None) -> frozenset[str]:
     """The backbone blocks to train: all of them, or those from end point `train_from` up."""
-    names = block_names(arch)[: block_names(arch).index("global_pool")]
+    names = block_names(arch)
+    names = names[: names.index("global_pool")]
     if train_from is None:
         return frozenset(names)
     if train_from not in names:

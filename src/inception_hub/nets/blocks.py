@@ -53,7 +53,7 @@ class BlockPlan:
     name: str
     calls: list[Call] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def input(self) -> int:
         made = {c.id for c in self.calls}
         outside = {i for c in self.calls for i in c.inputs if i not in made}
@@ -147,20 +147,33 @@ class Recorder(ShapeBuilder):
 
 
 @functools.cache
-def plan(arch: str) -> tuple[tuple[BlockPlan, ...], dict[str, int]]:
-    """The blocks of `arch` (with the classification head, without the aux head), in order, and
-    the id of each end point's tensor."""
+def _recorded(arch: str) -> Recorder:
     size = ARCHITECTURES[arch].default_image_size
     r = Recorder()
     build(r, arch, Sym(-1, Shape(size, size, 3)), NUM_CLASSES)
     r._close()
-    return tuple(r.blocks), dict(r.endpoint_ids)
+    return r
+
+
+def plan(arch: str) -> tuple[BlockPlan, ...]:
+    """The blocks of `arch` (with the classification head, without the aux head), in order."""
+    return tuple(_recorded(arch).blocks)
 
 
 def block_names(arch: str) -> list[str]:
-    return [b.name for b in plan(arch)[0]]
+    return [b.name for b in plan(arch)]
 
 
-def block_of(arch: str, variable: str) -> str:
+def endpoint_blocks(arch: str) -> dict[str, str]:
+    """Each end point and the block whose output it is: itself, or, for an end point that only
+    names a tensor (Inception-ResNet-V2's `PreAuxLogits`), the block that made it."""
+    r = _recorded(arch)
+    by_output = {b.output: b.name for b in r.blocks}
+    return {name: by_output[i] for name, i in r.endpoint_ids.items() if i in by_output} | {
+        b.name: b.name for b in r.blocks
+    }
+
+
+def block_of(variable: str) -> str:
     """The block a checkpoint variable belongs to (`InceptionV1/Mixed_4b/...` -> `Mixed_4b`)."""
     return variable.split("/")[1]

@@ -50,8 +50,7 @@ class Block(keras.layers.Layer):
         # are compiled per shape on JAX, which costs seconds per block.
         self.random_init = random_init
         self.batch_norm_momentum = float(batch_norm_momentum)
-        blocks, _ = plan(arch)
-        self.plan = next(b for b in blocks if b.name == block)
+        self.plan = next(b for b in plan(arch) if b.name == block)
         self.slim: dict[str, keras.Variable] = {}
         self.seed = keras.random.SeedGenerator(0) if any(c.kind == "dropout" for c in self.plan.calls) else None
 
