@@ -21,6 +21,15 @@ def imagenet_labels() -> tuple[str, ...]:
     return tuple(text.split("\n"))
 
 
+@functools.cache
+def imagenet_wnids() -> tuple[str, ...]:
+    """The WordNet id of each of the 1001 classes: "background" then `n01440764` ... (the
+    ILSVRC-2012 synsets in TF-Slim's order; the shipped list comes from timm's
+    `imagenet_synsets.txt`)."""
+    text = resources.files("inception_hub").joinpath("data/imagenet_wnids.txt").read_text("utf-8")
+    return ("background", *text.split())
+
+
 class Prediction(NamedTuple):
     index: int
     label: str

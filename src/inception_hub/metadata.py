@@ -1,6 +1,8 @@
-"""The contract between what inception-hub writes as a SavedModel (`export`, `finetune`) and
-what reads one back (`load`, the server, Ray): `assets.extra/inception_hub.json` and
-`assets.extra/labels.txt`, which TensorFlow itself ignores. Reading needs no TensorFlow."""
+"""The contract between what inception-hub writes (`export`, `finetune`) and what reads it back
+(`load`, the server, Ray, `evaluate`): `inception_hub.json` (what the model is, where its weights
+came from, its preprocessing) and `labels.txt`. A SavedModel keeps them in `assets.extra/`, which
+TensorFlow ignores; the other formats' folders hold them beside the model file. Reading needs no
+TensorFlow."""
 
 from __future__ import annotations
 
@@ -8,13 +10,17 @@ import json
 import os
 from pathlib import Path
 
-from .catalog import ModelSpec
+from .catalog import CARDS, ModelSpec
 from .errors import InceptionHubError
 from .labels import imagenet_labels
 
 METADATA = "assets.extra/inception_hub.json"
 LABELS = "assets.extra/labels.txt"
 INPUT_CONTRACT = "float32 [batch, height, width, 3] RGB in [0, 1]"
+#: Every format `export` writes; `saved_model` and `tf1_hub` are tfhub.dev's own.
+FORMATS = ("saved_model", "tf1_hub", "onnx", "openvino", "tflite")
+#: The model file of each format that is not a SavedModel, in its export folder.
+MODEL_FILES = {"onnx": "model.onnx", "openvino": "model.xml", "tflite": "model.tflite"}
 
 
 def is_saved_model(path: str | os.PathLike) -> bool:
@@ -22,39 +28,76 @@ def is_saved_model(path: str | os.PathLike) -> bool:
     return os.path.isfile(os.path.join(os.fspath(path), "saved_model.pb"))
 
 
+def is_export(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder `export` or `finetune` wrote, in any format."""
+    return is_saved_model(path) or _metadata_file(Path(path)).is_file()
+
+
+def _metadata_file(p: Path) -> Path:
+    flat = p / Path(METADATA).name
+    return flat if flat.is_file() else p / METADATA
+
+
 def write_metadata(
     spec: ModelSpec,
     moddir: Path,
     labels: list[str] | tuple[str, ...] | None = None,
     image_size: tuple[int, int] | None = None,
+    *,
+    flat: bool = False,
     **extra_fields,
-) -> None:
-    """What the module is, and its class names (the ImageNet ones for a classification spec)."""
-    extra = moddir / "assets.extra"
-    extra.mkdir(parents=True, exist_ok=True)
+) -> dict:
+    """Write what the module is, and its class names (the ImageNet ones for a classification
+    spec), into `assets.extra/` (a SavedModel) or, `flat`, beside the model file. Returns the
+    metadata written."""
+    folder = moddir if flat else moddir / "assets.extra"
+    folder.mkdir(parents=True, exist_ok=True)
+    meta, labels = describe(spec, labels, image_size, **extra_fields)
+    (folder / Path(METADATA).name).write_text(json.dumps(meta, indent=1) + "\n")
+    if labels:
+        (folder / Path(LABELS).name).write_text("\n".join(labels) + "\n")
+    return meta
+
+
+def describe(
+    spec: ModelSpec,
+    labels: list[str] | tuple[str, ...] | None = None,
+    image_size: tuple[int, int] | None = None,
+    **extra_fields,
+) -> tuple[dict, list[str] | tuple[str, ...] | None]:
+    """The metadata of a module of `spec` (and its labels, the ImageNet ones by default)."""
     if labels is None and spec.kind == "classification":
         labels = imagenet_labels()
+    size = list(image_size or spec.image_size)
     meta = {
         "handle": spec.handle,
         "architecture": spec.arch,
         "kind": spec.kind,
         "version": spec.version,
         "format": spec.hub_format,
-        "default_image_size": list(image_size or spec.image_size),
+        "default_image_size": size,
         "variable_input_size": spec.variable_size,
         "output_dim": len(labels) if labels else spec.output_dim,
         "input": INPUT_CONTRACT,
+        "preprocessing": preprocessing(spec.arch, size),
         **extra_fields,
     }
-    (moddir / METADATA).write_text(json.dumps(meta, indent=1) + "\n")
-    if labels:
-        (moddir / LABELS).write_text("\n".join(labels) + "\n")
+    return meta, labels
+
+
+def preprocessing(arch: str, size: list[int]) -> str:
+    """How photos become the input, as `classify` and TF-Slim's evaluation do it."""
+    return (
+        "decode (JPEG: libjpeg-turbo's fast integer IDCT, as tf.io.decode_jpeg), pixels / 255, "
+        f"central crop {CARDS[arch].central_fraction}, bilinear resize to {size[0]}x{size[1]} "
+        "(TF1 ResizeBilinear: align_corners=False, half_pixel_centers=False)"
+    )
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """What `write_metadata` wrote, with `labels` (a list, or None) read from labels.txt."""
     p = Path(path)
-    meta_file = p / METADATA
+    meta_file = _metadata_file(p)
     if not meta_file.is_file():
         raise InceptionHubError(
             f"{p} is a SavedModel without inception-hub metadata ({METADATA}); load it with tf.saved_model.load"
@@ -63,7 +106,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
         meta = json.loads(meta_file.read_text())
     except (OSError, ValueError) as e:
         raise InceptionHubError(f"{meta_file} is unreadable ({e}); export the model again") from None
-    labels_file = p / LABELS
+    labels_file = meta_file.parent / Path(LABELS).name
     meta["labels"] = labels_file.read_text().splitlines() if labels_file.is_file() else None
     return meta
 

@@ -147,6 +147,10 @@ def open_source(
                 raise InputError(f"{source.name} has no image_feature_vector signature")
             runner = Runner(runner.features(), None, runner.backend)
         return Module.from_runner(source, runner)
+    if source.model_file is not None:
+        from .engine.exported import exported_runner
+
+        return Module.from_runner(source, exported_runner(source.model_file, source.backend, source.precision, threads))
     from .engine import runner as make_runner
 
     weights = weights if weights is not None else source.weights(progress=progress)

@@ -12,7 +12,7 @@ from pathlib import Path
 from .catalog import ModelSpec, resolve
 from .errors import InputError
 from .labels import imagenet_labels
-from .metadata import is_saved_model, read_metadata, spec_of
+from .metadata import MODEL_FILES, is_export, read_metadata, spec_of
 from .weights import Weights, load_weights
 
 TASKS = ("classify", "embed")
@@ -29,6 +29,7 @@ class Source:
     image_size: tuple[int, int]
     checkpoint: str | None = None
     saved_model: str | None = None
+    model_file: str | None = None  # an ONNX, OpenVINO or TFLite export's model
     backend: str = "tf"
     precision: str = "fp32"
     calibration: str | None = None  # the photos an int8 model is calibrated on (None: the bundled set)
@@ -39,14 +40,19 @@ class Source:
             return self
         if kind == "feature_vector":
             return replace(self, spec=self.spec.with_kind(kind), labels=None)
-        if self.saved_model is None:
+        if self.exported is None:
             return replace(self, spec=self.spec.with_kind(kind), labels=imagenet_labels())
         raise InputError(f"{self.name} outputs feature vectors; it has no classification head")
 
+    @property
+    def exported(self) -> str | None:
+        """The model file of an exported or fine-tuned folder (which holds its own weights)."""
+        return self.saved_model or self.model_file
+
     def weights(self, *, progress: bool = True) -> Weights:
         """The validated weights of a catalog model (read from the cache or the checkpoint)."""
-        if self.saved_model is not None:
-            raise InputError(f"{self.name} is a SavedModel: its weights are inside it")
+        if self.exported is not None:
+            raise InputError(f"{self.name} is an exported model: its weights are inside it")
         return load_weights(self.spec.arch, self.checkpoint, progress=progress)
 
     def identity(self, weights: Weights | None = None) -> str:
@@ -54,6 +60,8 @@ class Source:
         folder and modification time."""
         if self.saved_model is not None:
             return f"{self.saved_model}|{(Path(self.saved_model) / 'saved_model.pb').stat().st_mtime_ns}"
+        if self.model_file is not None:
+            return f"{self.model_file}|{Path(self.model_file).stat().st_mtime_ns}"
         return (weights if weights is not None else self.weights(progress=False)).digest
 
 
@@ -79,8 +87,8 @@ def resolve_source(
         kind = "feature_vector"
     if calibration is not None and precision != "int8":
         raise InputError("a calibration folder applies to precision int8 only")
-    if is_saved_model(handle):
-        source = _saved_model_source(os.fspath(handle), checkpoint, backend, precision)
+    if is_export(handle):
+        source = _export_source(os.fspath(handle), checkpoint, backend, precision)
     else:
         spec = resolve(os.fspath(handle))
         source = Source(
@@ -100,14 +108,44 @@ def resolve_source(
     return source.with_kind(kind) if kind else source
 
 
-def _saved_model_source(path: str, checkpoint, backend: str | None, precision: str) -> Source:
+#: Which backends run each exported format (the first is the default).
+FORMAT_BACKENDS = {"onnx": ("onnxruntime", "openvino"), "openvino": ("openvino",), "tflite": ("tflite",)}
+
+
+def _export_source(path: str, checkpoint, backend: str | None, precision: str) -> Source:
     if checkpoint is not None:
-        raise InputError(f"{path} is a saved module with its own weights; drop the checkpoint argument")
-    if backend not in (None, "tf") or precision != "fp32":
-        raise InputError(f"{path} is a SavedModel: it runs on the tf backend in fp32")
+        raise InputError(f"{path} is an exported model with its own weights; drop the checkpoint argument")
     meta = read_metadata(path)
-    if meta["format"] != "tf2_saved_model":
-        raise InputError(f"{path} is a TF1 Hub module: load it with tensorflow_hub.load(path, tags=[])")
+    fmt = meta["format"]
     labels = tuple(meta["labels"]) if meta.get("labels") else None
-    resolved = str(Path(path).resolve())
-    return Source(spec_of(meta), path, labels, tuple(meta["default_image_size"]), saved_model=resolved)
+    common = (spec_of(meta), path, labels, tuple(meta["default_image_size"]))
+    if fmt == "tf1_hub":
+        raise InputError(f"{path} is a TF1 Hub module: load it with tensorflow_hub.load(path, tags=[])")
+    if fmt == "tf2_saved_model":
+        if backend not in (None, "tf") or precision != "fp32":
+            raise InputError(f"{path} is a SavedModel: it runs on the tf backend in fp32")
+        return Source(*common, saved_model=str(Path(path).resolve()))
+    if fmt not in FORMAT_BACKENDS or fmt not in MODEL_FILES:
+        raise InputError(f"{path} holds a {fmt!r} model, which this version cannot run; upgrade inception-hub")
+    backends = FORMAT_BACKENDS[fmt]
+    if backend not in (None, *backends):
+        raise InputError(f"{path} is a {fmt} model: it runs on {' or '.join(backends)}, not {backend}")
+    exported = meta.get("precision", "fp32")
+    if precision not in ("fp32", exported):
+        raise InputError(f"{path} was exported in {exported} and runs in it; export it again for {precision}")
+    model_file = Path(path).resolve() / MODEL_FILES[fmt]
+    if not model_file.is_file():
+        raise InputError(f"{path} has no {MODEL_FILES[fmt]}; export the model again")
+    backend = backend or backends[0]
+    _require(backend)
+    return Source(*common, model_file=str(model_file), backend=backend, precision=exported)
+
+
+def _require(backend: str) -> None:
+    import importlib.util
+
+    if backend == "tflite":
+        if importlib.util.find_spec("ai_edge_litert") is None and importlib.util.find_spec("tensorflow") is None:
+            raise InputError("a TFLite model needs LiteRT: pip install 'inception-hub[tflite]'")
+    elif importlib.util.find_spec(backend) is None:
+        raise InputError(f"backend {backend} is not installed: pip install 'inception-hub[engine]'")

@@ -1,5 +1,5 @@
-"""`inception-hub`: classify and embed images, list models, fetch weights, export, fine-tune
-and serve.
+"""`inception-hub`: classify and embed images, list models, fetch weights, export, evaluate,
+fine-tune and serve.
 
 Exit status: 0 on success, 1 when some images could not be read (the others are still
 processed and written), 2 for a usage, model or weights error, 3 when a file or folder could
@@ -30,10 +30,12 @@ EXTRAS = {
     "keras": "keras",
     "jax": "jax",
     "torch": "torch",
+    "ai_edge_litert": "tflite",
 }
 
-#: Commands that always load TensorFlow: it is imported up front, with its start-up banners
-#: silenced. classify and embed import it only for the tf backend (commands._results).
+#: Commands that always load TensorFlow (export: except to ONNX and OpenVINO): it is imported
+#: up front, with its start-up banners silenced. classify and embed import it only for the tf
+#: backend (commands._results).
 TF_COMMANDS = ("export", "serve-hub", "finetune")
 
 
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     # Warnings (bf16 without hardware support, an unwritable cache, ...) read as the CLI's own.
     warnings.formatwarning = lambda message, *_, **__: f"{PROG}: warning: {message}\n"
     try:
-        if args.func.__name__.removeprefix("cmd_").replace("_", "-") in TF_COMMANDS:
+        lean_export = getattr(args, "format", None) in ("onnx", "openvino") and args.func.__name__ == "cmd_export"
+        if args.func.__name__.removeprefix("cmd_").replace("_", "-") in TF_COMMANDS and not lean_export:
             from ..quiet import import_tensorflow
 
             import_tensorflow()

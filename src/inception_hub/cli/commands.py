@@ -233,8 +233,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..export import export
 
     spec = resolve(args.model)
-    out = export(spec, args.outdir, args.checkpoint, overwrite=args.overwrite, progress=args.progress)
-    kind = "TF1 Hub module" if spec.hub_format == "tf1_hub" else "TF2 SavedModel"
+    out = export(
+        spec,
+        args.outdir,
+        args.checkpoint,
+        format=args.format,
+        precision=args.precision,
+        calibration=args.calibration,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    fmt = args.format or ("tf1_hub" if spec.hub_format == "tf1_hub" else "saved_model")
+    kind = {"tf1_hub": "TF1 Hub module", "saved_model": "TF2 SavedModel"}.get(fmt, f"{fmt} model ({args.precision})")
     print(f"exported {spec.handle} as a {kind} to {out}")
     return 0
 

@@ -6,9 +6,23 @@ import argparse
 
 from .. import __version__
 from ..engine import BACKENDS, PRECISIONS
+from ..metadata import FORMATS
 from ..outputs import CLASSIFY_FORMATS
 
 PROG = "inception-hub"
+
+
+def _listed(choices: tuple[str, ...]):
+    """One NAME or comma-separated NAMEs, each one of `choices`."""
+
+    def parse(text: str) -> list[str]:
+        names = [n for n in text.split(",") if n]
+        for n in names:
+            if n not in choices:
+                raise argparse.ArgumentTypeError(f"{n!r} is not one of {', '.join(choices)}")
+        return names
+
+    return parse
 
 
 def positive(text: str) -> int:
@@ -20,6 +34,7 @@ def positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import commands as c
+    from .evaluate import cmd_evaluate
 
     p = argparse.ArgumentParser(prog=PROG, description="TF-Hub Inception modules rebuilt from TF-Slim checkpoints.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -55,13 +70,46 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the model handles and whether their weights are cached")
     m.set_defaults(func=c.cmd_models)
 
-    x = sub.add_parser("export", help="write a handle as a TF-Hub module (TF2 SavedModel for /4 /5, TF1 Hub for /1 /3)")
+    x = sub.add_parser("export", help="write a handle as a TF-Hub module, or as ONNX, OpenVINO IR or TFLite")
     x.add_argument("model", metavar="HANDLE", help="e.g. google/imagenet/inception_v1/classification/5")
     x.add_argument("outdir", metavar="OUTDIR")
+    x.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="default: what tfhub.dev published for the version (saved_model for /4 /5, tf1_hub for /1 /3)",
+    )
+    x.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="int8 (onnx, openvino, tflite): calibrated, smaller and faster, not exact; bf16: openvino",
+    )
+    x.add_argument("--calibration", metavar="DIR", help="photos to calibrate int8 on (default: a bundled set)")
     _checkpoint_arg(x)
     x.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
     _progress_arg(x)
     x.set_defaults(func=c.cmd_export)
+
+    ev = sub.add_parser("evaluate", help="top-1/top-5 accuracy on labelled photos, comparing backends and formats")
+    ev.add_argument("data", metavar="DATA", help="a folder per wnid, a folder with a CSV, or files named <wnid>_...")
+    ev.add_argument("--model", "-m", default="inception_v1", help="a classification handle, short name or folder")
+    ev.add_argument("--csv", metavar="FILE", help="file name and class per row (default: the one CSV in DATA)")
+    for flag, choices, help_ in (
+        ("--backend", BACKENDS, "backends to compare (default: the fastest exact one)"),
+        ("--precision", PRECISIONS, "precisions to compare (default fp32)"),
+        ("--format", FORMATS, "exported formats to compare, each run in its own runtime"),
+    ):
+        ev.add_argument(flag, nargs="+", action="extend", type=_listed(choices), metavar="NAME", help=help_)
+    ev.add_argument("--calibration", metavar="DIR", help="photos int8 is calibrated on (default: a bundled set)")
+    ev.add_argument("--limit", type=positive, help="evaluate N photos spread evenly over the sorted list")
+    ev.add_argument("--batch-size", type=positive, default=32)
+    ev.add_argument("--workers", type=positive, default=None, help="image decoding threads")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    ev.add_argument("--output", "-o", metavar="FILE", help="also write the JSON report here")
+    _checkpoint_arg(ev)
+    _progress_arg(ev)
+    ev.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("finetune", help="train a classifier on your photos (one folder per class) and save it")
     t.add_argument("data_dir", metavar="DATA_DIR", help="one subfolder of images per class")

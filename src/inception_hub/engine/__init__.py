@@ -89,8 +89,6 @@ def runner(
 
     if backend not in RUNNERS:
         raise InputError(f"no engine runner for backend {backend!r}")
-    # No feature twin here: it would keep the weights alive with the module; Module.feature_vector
-    # goes back to the weights' source instead.
     path = int8_path(spec, weights, calibration) if precision == "int8" else onnx_path(spec, weights)
     settings = {"spinning": CARDS[spec.arch].onnxruntime_spinning} if backend == "onnxruntime" else {}
-    return Runner(RUNNERS[backend](path, precision, threads or default_threads(), **settings), None, backend=backend)
+    return RUNNERS[backend](path, precision, threads or default_threads(), **settings)

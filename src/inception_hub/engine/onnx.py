@@ -22,9 +22,10 @@ import numpy as np
 from ..atomic import atomic_file
 from ..catalog import ModelSpec
 from ..weights import Weights, cache_dir
+from . import Infer, Runner
 
 #: Bump when the generated graph changes, so cached models are rebuilt.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 
 
 def onnx_path(spec: ModelSpec, weights: Weights) -> Path:
@@ -71,9 +72,7 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def onnxruntime_runner(
-    path: Path, precision: str, threads: int, spinning: bool = True
-) -> Callable[[np.ndarray], np.ndarray]:
+def onnxruntime_runner(path: Path, precision: str, threads: int, spinning: bool = True) -> Runner:
     del precision  # the model is fp32 or int8 (QDQ) already; choose_backend refuses bf16
     import onnxruntime as ort
 
@@ -82,11 +81,14 @@ def onnxruntime_runner(
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_outputs()[0].name
-    return lambda x: session.run([name], {"images": np.ascontiguousarray(x, np.float32)})[0]
+
+    def output(name: str) -> Infer:
+        return lambda x: session.run([name], {"images": np.ascontiguousarray(x, np.float32)})[0]
+
+    return _runner([o.name for o in session.get_outputs()], output, "onnxruntime")
 
 
-def openvino_runner(path: Path, precision: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+def openvino_runner(path: Path, precision: str, threads: int) -> Runner:
     import openvino as ov
 
     core = ov.Core()
@@ -102,15 +104,28 @@ def openvino_runner(path: Path, precision: str, threads: int) -> Callable[[np.nd
         config["CACHE_DIR"] = str(path.parent / "openvino_cache")
     compiled = core.compile_model(str(path), "CPU", config)
     local = threading.local()  # an infer request is not shareable between threads
+    names = [next(iter(o.get_names())) for o in compiled.outputs]
 
-    def run(x: np.ndarray) -> np.ndarray:
-        request = getattr(local, "request", None)
-        if request is None:
-            request = local.request = compiled.create_infer_request()
-        request.infer({0: np.ascontiguousarray(x, np.float32)})
-        return request.get_output_tensor(0).data.copy()
+    def output(name: str) -> Infer:
+        index = names.index(name)
 
-    return run
+        def run(x: np.ndarray) -> np.ndarray:
+            request = getattr(local, "request", None)
+            if request is None:
+                request = local.request = compiled.create_infer_request()
+            request.infer({0: np.ascontiguousarray(x, np.float32)})
+            return request.get_output_tensor(index).data.copy()
+
+        return run
+
+    return _runner(names, output, "openvino")
+
+
+def _runner(names: list[str], output: Callable[[str], Infer], backend: str) -> Runner:
+    """The model's first output, and its `feature_vector` output as the feature twin (a
+    classifier's pooled features, computed by the same loaded model)."""
+    features = (lambda: output("feature_vector")) if len(names) > 1 and "feature_vector" in names else None
+    return Runner(output(names[0]), features, backend)
 
 
 RUNNERS = {"onnxruntime": onnxruntime_runner, "openvino": openvino_runner}

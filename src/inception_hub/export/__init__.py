@@ -1,20 +1,46 @@
-"""Export a handle as the module tfhub.dev served: TF2 SavedModel (versions 4, 5) or TF1 Hub
-format (versions 1, 3). Exports are written to a temporary folder and moved into place whole."""
+"""Export a handle in a deployment format: the module tfhub.dev served (TF2 SavedModel for
+versions 4 and 5, TF1 Hub format for 1 and 3), or ONNX, OpenVINO IR or TFLite. Every export is a
+folder with the labels and `inception_hub.json`, written to a temporary folder and moved into
+place whole; `inception_hub.load(folder)` loads each of them."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from .. import __version__
 from ..atomic import atomic_dir
 from ..catalog import ModelSpec, resolve
-from ..errors import InceptionHubError
-from ..metadata import METADATA, read_metadata, write_metadata
+from ..errors import InceptionHubError, InputError
+from ..metadata import FORMATS, METADATA, describe, read_metadata, write_metadata
 from ..weights import Weights, load_weights
 from . import proto
 
-__all__ = ["METADATA", "export", "get_expected_image_size", "read_metadata", "write_metadata"]
+__all__ = ["FORMATS", "METADATA", "export", "get_expected_image_size", "read_metadata", "write_metadata"]
+
+#: The precisions each format can be exported in (bf16 is an OpenVINO inference mode).
+PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"), "tflite": ("fp32", "int8")}
+
+
+def default_format(spec: ModelSpec) -> str:
+    """What tfhub.dev published for the handle's version."""
+    return "tf1_hub" if spec.hub_format == "tf1_hub" else "saved_model"
+
+
+def check_format(spec: ModelSpec, fmt: str | None, precision: str, calibration) -> str:
+    """The format to write, with every refusal said before any work is done."""
+    fmt = fmt or default_format(spec)
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt in ("saved_model", "tf1_hub") and fmt != default_format(spec):
+        want = "/5 (or /4)" if fmt == "saved_model" else "/3 (or /1)"
+        raise InputError(f"{spec.handle} is published as {default_format(spec)}; for {fmt} export version {want}")
+    allowed = PRECISIONS.get(fmt, ("fp32",))
+    if precision not in allowed:
+        raise InputError(f"{fmt} exports in {' or '.join(allowed)}, not {precision}")
+    if calibration is not None and precision != "int8":
+        raise InputError("--calibration applies to int8 exports only")
+    return fmt
 
 
 def export(
@@ -22,31 +48,58 @@ def export(
     outdir: str | os.PathLike,
     checkpoint: str | os.PathLike | None = None,
     *,
+    format: str | None = None,  # noqa: A002 - the CLI's --format
+    precision: str = "fp32",
+    calibration: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
     weights: Weights | None = None,
 ) -> Path:
-    """Write the module for `handle` to `outdir` and return its path. `weights` already read
-    (for several modules of one network) stand for the checkpoint."""
+    """Write `handle` to `outdir` in `format` (default: what tfhub.dev published for its
+    version) and return the folder. `precision` "int8" (onnx, openvino, tflite) is calibrated on
+    the photos in `calibration` (default: a bundled set); "bf16" is for openvino. `weights`
+    already read (for several modules of one network) stand for the checkpoint."""
     spec = handle if isinstance(handle, ModelSpec) else resolve(handle)
+    fmt = check_format(spec, format, precision, calibration)
+    calibration = os.fspath(calibration) if calibration is not None else None
+    if calibration is not None and not os.path.isdir(calibration):
+        raise InputError(f"calibration folder {calibration} does not exist")
     with atomic_dir(outdir, overwrite=overwrite) as staging:
         if weights is None:
             weights = load_weights(spec.arch, checkpoint, progress=progress)
-        if spec.hub_format == "tf1_hub":
+        extra = {
+            "precision": precision,
+            "weights_release": spec.checkpoint.url,
+            "weights_digest": weights.digest,
+            "exported_by": f"inception-hub {__version__}",
+        }
+        if precision == "int8":
+            extra["calibration"] = os.path.basename(os.path.abspath(calibration)) if calibration else "bundled"
+        if fmt == "tf1_hub":
             from .tf1_hub import export_tf1_hub
 
             export_tf1_hub(spec, weights, staging)
-        else:
+        elif fmt == "saved_model":
             from .tf2 import export_tf2
 
             export_tf2(spec, weights, staging)
-        write_metadata(spec, staging, weights_digest=weights.digest)
+        else:
+            from .formats import EXPORTERS
+
+            meta, labels = describe(spec, format=fmt, **extra)
+            staging.mkdir(parents=True, exist_ok=True)
+            EXPORTERS[fmt](spec, weights, staging, meta, labels, calibration)
+        write_metadata(spec, staging, flat=fmt not in ("saved_model", "tf1_hub"), **extra, **_format_field(fmt))
     return Path(outdir)
+
+
+def _format_field(fmt: str) -> dict:
+    return {} if fmt in ("saved_model", "tf1_hub") else {"format": fmt}
 
 
 def get_expected_image_size(path_or_handle: str | os.PathLike) -> tuple[int, int]:
     """(height, width) a module was trained for: from a handle, a TF1 module's
-    `image_module_info` attachment, or an exported SavedModel's metadata."""
+    `image_module_info` attachment, or an exported model's metadata."""
     p = Path(path_or_handle)
     if not p.exists():
         return resolve(str(path_or_handle)).image_size
@@ -59,7 +112,7 @@ def get_expected_image_size(path_or_handle: str | os.PathLike) -> tuple[int, int
                 key, size = proto.read_image_size(item)
                 if size:
                     return size
-    meta = p / METADATA
-    if meta.is_file():
-        return tuple(json.loads(meta.read_text())["default_image_size"])
-    raise InceptionHubError(f"{p} has no image size information (not a module exported by inception-hub)")
+    try:
+        return tuple(read_metadata(p)["default_image_size"])
+    except InceptionHubError:
+        raise InceptionHubError(f"{p} has no image size information (not a module exported by inception-hub)") from None

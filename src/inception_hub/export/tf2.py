@@ -9,11 +9,13 @@ Signatures (version 5; version 4 was published without any):
 - `serving_default`: input `images`, output `logits` or `feature_vector`.
 - `image_classification` (classification modules): input `images`, output `default` = logits.
 - `image_feature_vector`: input `images`, output `default` = the pooled feature vector.
+- `serving_bytes`: input `image_bytes`, encoded photos decoded and preprocessed in the graph
+  (see `bytes_signature`); inception-hub's addition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,10 @@ import tensorflow as tf
 
 from ..catalog import LOGITS, ModelSpec, Signature
 from ..catalog import signatures as catalog_signatures
+from ..labels import imagenet_labels
 from ..nets.layers import BATCH_NORM_MOMENTUM
 from ..nets.tf_module import InceptionNet
+from .bytes_signature import BYTES_SIGNATURE, bytes_signature
 
 IMAGES = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
 
@@ -55,8 +59,11 @@ def build_saved_model_root(net: Any) -> tf.train.Checkpoint:
     return root
 
 
-def signatures(root: tf.train.Checkpoint, spec: ModelSpec) -> dict[str, tf.types.experimental.ConcreteFunction]:
-    """Version 5's signatures; version 4 was published without any."""
+def signatures(
+    root: tf.train.Checkpoint, spec: ModelSpec, labels: Sequence[str] | None = None, size: tuple[int, int] | None = None
+) -> dict[str, tf.types.experimental.ConcreteFunction]:
+    """Version 5's signatures, and the raw-bytes one at input `size` (default: the network's)
+    naming `labels` (default: ImageNet's for a classifier); version 4 was published without any."""
     if spec.version < 5:
         return {}
     net = root.net
@@ -69,13 +76,19 @@ def signatures(root: tf.train.Checkpoint, spec: ModelSpec) -> dict[str, tf.types
 
         return fn.get_concrete_function()
 
-    return {name: concrete(sig) for name, sig in catalog_signatures(spec.kind).items()}
+    out = {name: concrete(sig) for name, sig in catalog_signatures(spec.kind).items()}
+    if labels is None and spec.kind == "classification":
+        labels = imagenet_labels()
+    out[BYTES_SIGNATURE] = bytes_signature(net, size or spec.image_size, labels)
+    return out
 
 
 def export_tf2(spec: ModelSpec, weights: Mapping[str, np.ndarray], outdir: Path) -> None:
     save_tf2(InceptionNet(spec.arch, spec.num_classes, weights), spec, outdir)
 
 
-def save_tf2(net: Any, spec: ModelSpec, outdir: Path) -> None:
+def save_tf2(
+    net: Any, spec: ModelSpec, outdir: Path, labels: Sequence[str] | None = None, size: tuple[int, int] | None = None
+) -> None:
     root = build_saved_model_root(net)
-    tf.saved_model.save(root, str(outdir), signatures=signatures(root, spec))
+    tf.saved_model.save(root, str(outdir), signatures=signatures(root, spec, labels, size))

@@ -88,7 +88,7 @@ def save(result: FineTuneResult, net: Classifier, spec: ModelSpec, size: int, ou
     from ..metadata import write_metadata
 
     with atomic_dir(output) as staging:
-        save_tf2(net, spec, staging)
+        save_tf2(net, spec, staging, result.classes, (size, size))
         write_metadata(spec, staging, result.classes, image_size=(size, size), finetuned=True)
         (staging / "labels.txt").write_text("\n".join(result.classes) + "\n")
         metrics = {

@@ -112,22 +112,24 @@ class OnnxBuilder(Builder):
 
 
 def build_onnx(arch: str, num_classes: int | None, weights: Mapping[str, np.ndarray], opset: int = 17) -> bytes:
-    """An ONNX model: input `images` float32 [N, H, W, 3] in [0, 1]; output `logits` or
-    `feature_vector`."""
+    """An ONNX model: input `images` float32 [N, H, W, 3] in [0, 1]; outputs `logits` then
+    `feature_vector` (a classifier's pooled features, as its SavedModel's `image_feature_vector`
+    signature gives them), or only `feature_vector`."""
     from . import ARCHITECTURES, build
 
     b = OnnxBuilder(weights)
     scaled = b.op("Sub", [b.op("Mul", ["images", b._const("two", np.array(2.0))]), b._const("one", np.array(1.0))])
     nchw = b.op("Transpose", [scaled], perm=[0, 3, 1, 2])
     out = build(b, arch, nchw, num_classes)
-    name = "logits" if num_classes else "feature_vector"
-    b.nodes.append(helper.make_node("Identity", [out], [name]))
-    dim = num_classes or ARCHITECTURES[arch].num_features
+    outputs = {"logits": (out, num_classes)} if num_classes else {}
+    outputs["feature_vector"] = (b.end_points["global_pool"], ARCHITECTURES[arch].num_features)
+    for name, (value, _) in outputs.items():
+        b.nodes.append(helper.make_node("Identity", [value], [name]))
     graph = helper.make_graph(
         b.nodes,
-        f"{arch}_{name}",
+        f"{arch}_{next(iter(outputs))}",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", "height", "width", 3])],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", dim])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", dim]) for name, (_, dim) in outputs.items()],
         b.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="inception-hub")
