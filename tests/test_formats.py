@@ -1,0 +1,176 @@
+"""ONNX, OpenVINO IR and TFLite exports: each run in its own runtime against the TF-Slim
+reference, their metadata, int8 and what it costs, and the refusals."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import openvino as ov
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+import inception_hub
+from conftest import SIZES, reference, reference_images
+from inception_hub.accuracy import Sample, evaluate, variants
+from inception_hub.errors import InputError
+from inception_hub.export import export
+from inception_hub.labels import imagenet_labels, imagenet_wnids
+
+pytestmark = pytest.mark.slow  # converts both networks three ways
+
+FLAT = ("onnx", "openvino", "tflite")
+
+
+def _inputs(arch: str, size: str, n: int = 4) -> tuple[np.ndarray, dict]:
+    ref = reference(arch, size)
+    return ref["inputs_u8"][:n].astype(np.float32) / 255, {k: v[:n] for k, v in ref.items()}
+
+
+def _run_natively(fmt: str, folder, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The exported file in its runtime, without inception-hub's loader."""
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, {"images": x}), strict=True))
+    if fmt == "openvino":
+        compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU")
+        result = compiled(x)
+        return {next(iter(o.get_names())): result[o] for o in compiled.outputs}
+    runner = Interpreter(model_path=str(folder / "model.tflite")).get_signature_runner("serving_default")
+    return runner(images=x)
+
+
+@pytest.mark.parametrize("arch", SIZES)
+def test_every_fp32_format_matches_tf_slim_in_its_own_runtime(checkpoints, arch, tmp_path):
+    for fmt in FLAT:
+        folder = export(f"{arch}/classification/5", tmp_path / fmt, checkpoints[arch, "v2"], format=fmt)
+        module = inception_hub.load(folder)
+        assert module.backend == {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "tflite"}[fmt]
+        for size in SIZES[arch]:  # the default size and another: the batch and image size are dynamic
+            x, ref = _inputs(arch, size)
+            native = _run_natively(fmt, folder, x)
+            for out, got in (("logits", module(x)), ("feature_vector", module.feature_vector()(x))):
+                err = np.abs(got - ref[out]).max()
+                assert err <= 1e-4, (fmt, size, out, err)
+                assert np.abs(native[out] - ref[out]).max() <= 1e-4, (fmt, size, out)
+
+
+def test_version_1_exports_have_a_fixed_size_and_every_export_carries_its_facts(checkpoints, v1_ckpt, tmp_path):
+    labels = list(imagenet_labels())
+    for fmt in FLAT:
+        folder = export("inception_v1/classification/1", tmp_path / fmt, v1_ckpt, format=fmt, progress=False)
+        meta = json.loads((folder / "inception_hub.json").read_text())
+        assert (folder / "labels.txt").read_text().splitlines() == labels
+        assert meta["format"] == fmt and meta["precision"] == "fp32" and meta["default_image_size"] == [224, 224]
+        assert meta["handle"] == "google/imagenet/inception_v1/classification/1" and not meta["variable_input_size"]
+        assert meta["weights_release"].endswith("inception_v1_2016_08_28.tar.gz")
+        assert len(meta["weights_digest"]) == 64 and "central crop 0.875" in meta["preprocessing"]
+        module = inception_hub.load(folder)
+        x, ref = _inputs("inception_v1", "224x224", 2)
+        assert np.abs(module(x) - ref["logits"]).max() <= 1e-4
+        with pytest.raises(InputError, match="224"):
+            module(np.zeros((1, 256, 320, 3), np.float32))
+    model = onnx.load(str(tmp_path / "onnx" / "model.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["labels"].split("\n") == labels and json.loads(props["inception_hub"])["format"] == "onnx"
+    dims = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 224, 224, 3]
+    ir = ov.Core().read_model(str(tmp_path / "openvino" / "model.xml"))
+    assert str(ir.inputs[0].get_partial_shape()) == "[?,224,224,3]"
+    assert ir.get_rt_info(["inception_hub", "labels"]).astype(str).split("\n") == labels
+    # OpenVINO would run an fp32 model in bf16 on CPUs that have it; the IR asks for f32.
+    assert ir.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]).astype(str) == "f32"
+    runner = Interpreter(model_path=str(tmp_path / "tflite" / "model.tflite")).get_signature_runner()
+    assert list(runner.get_input_details()["images"]["shape"]) == [1, 224, 224, 3]
+
+
+def test_int8_formats_are_quantized_and_report_their_agreement_with_fp32(v1_ckpt, tmp_path):
+    """int8 of every format: really int8 inside, and evaluate's agreement figures equal a count
+    made here from the same logits."""
+    handle = "inception_v1/classification/5"
+    paths = [str(p) for p in reference_images("inception_v1")]
+    wnids = imagenet_wnids()
+    fp32 = inception_hub.load(handle, v1_ckpt, backend="onnxruntime")
+    x = np.stack([inception_hub.load_image(p, (224, 224)) for p in paths])
+    top = np.argsort(-fp32(x), axis=1)
+    # The first half labelled with the fp32 model's own answer, so top-1 is known to be >= 50%.
+    samples = [Sample(p, wnids[top[i, 0]] if i % 2 == 0 else wnids[1 + i]) for i, p in enumerate(paths)]
+    with contextlib.ExitStack() as stack:
+        runs = variants(
+            handle, v1_ckpt, ["onnxruntime"], ["fp32", "int8"], [None, "tflite", "openvino"], stack, progress=False
+        )
+        assert [v.name for v in runs] == [
+            "onnxruntime/fp32",
+            "onnxruntime/int8",
+            "tflite/fp32",
+            "tflite/int8",
+            "openvino/fp32",
+            "openvino/int8",
+        ]
+        report = evaluate(runs, samples, batch_size=8)
+        logits = {v.name: np.concatenate(v.logits) for v in runs}
+        folders = {v.name: Path(v.module.handle) for v in runs if v.format}
+        details = Interpreter(model_path=str(folders["tflite/int8"] / "model.tflite")).get_tensor_details()
+        assert sum(d["dtype"] == np.int8 for d in details) > 100  # every conv's weights and activations
+        assert json.loads((folders["tflite/int8"] / "inception_hub.json").read_text())["calibration"] == "bundled"
+        ir = ov.Core().read_model(str(folders["openvino/int8"] / "model.xml"))
+        assert any(op.get_type_name() == "FakeQuantize" for op in ir.get_ops())  # the engines' QDQ model, converted
+    by_name = {v["name"]: v for v in report.variants}
+    truth = np.array([wnids.index(s.key) for s in samples])
+    for name, lg in logits.items():
+        assert by_name[name]["top1"] == pytest.approx((lg.argmax(1) == truth).mean())
+        assert by_name[name]["images"] == len(paths)
+    assert by_name["onnxruntime/fp32"]["top1"] == pytest.approx(np.mean([i % 2 == 0 for i in range(len(paths))]))
+    for pair in report.agreement:
+        a, b = logits[pair["a"]], logits[pair["b"]]
+        assert pair["top1_agreement"] == pytest.approx((a.argmax(1) == b.argmax(1)).mean())
+        assert pair["max_logit_difference"] == pytest.approx(np.abs(a - b).max())
+        if "int8" not in pair["a"] + pair["b"]:
+            assert pair["top1_agreement"] == 1.0 and pair["max_logit_difference"] <= 1e-4
+    base = "onnxruntime/fp32"
+    int8_agreement = [p["top1_agreement"] for p in report.agreement if p["a"] == base and "int8" in p["b"]]
+    assert len(int8_agreement) == 3 and min(int8_agreement) >= 0.5
+
+
+def test_refusals_name_the_fix(v1_ckpt, tmp_path):
+    cases = [
+        (dict(format="saved_model"), "inception_v1/classification/1", "version /5"),
+        (dict(format="tf1_hub"), "inception_v1/classification/5", "version /3"),
+        (dict(format="onnx", precision="bf16"), "inception_v1", "fp32 or int8"),
+        (dict(format="tflite", calibration=str(tmp_path)), "inception_v1", "int8 exports only"),
+        (dict(format="onnx", precision="int8", calibration=str(tmp_path / "nowhere")), "inception_v1", "not exist"),
+        (dict(format="coreml"), "inception_v1", "unknown format"),
+    ]
+    for kwargs, handle, message in cases:
+        with pytest.raises(InputError, match=message):
+            export(handle, tmp_path / "out", v1_ckpt, **kwargs)
+    assert not (tmp_path / "out").exists()
+    folder = export("inception_v1/feature_vector/5", tmp_path / "fv", v1_ckpt, format="onnx", progress=False)
+    with pytest.raises(InputError, match="runs on onnxruntime or openvino"):
+        inception_hub.load(folder, backend="tf")
+    with pytest.raises(InputError, match="exported in fp32"):
+        inception_hub.load(folder, precision="int8")
+    with pytest.raises(InputError, match="own weights"):
+        inception_hub.load(folder, v1_ckpt)
+    module = inception_hub.load(folder, backend="openvino")
+    x, ref = _inputs("inception_v1", "224x224", 2)
+    assert module.labels is None and np.abs(module(x) - ref["feature_vector"]).max() <= 1e-4
+
+
+def test_onnx_and_openvino_exports_need_no_tensorflow(v1_ckpt, tmp_path):
+    code = (
+        "import sys; from inception_hub.cli import main; "
+        f"rc = [main(['export', 'inception_v1', {str(tmp_path)!r} + '/' + f, '--format', f, "
+        f"'--checkpoint', {v1_ckpt!r}, '--no-progress']) for f in ('onnx', 'openvino')]; "
+        "print(rc, 'tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[0, 0] False"
+    assert (tmp_path / "onnx" / "model.onnx").is_file() and (tmp_path / "openvino" / "model.bin").is_file()
