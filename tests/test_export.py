@@ -11,7 +11,7 @@ import tensorflow_hub as hub
 import tf_keras
 
 import inception_hub
-from conftest import reference
+from conftest import IMAGES, reference
 from inception_hub.cli import main
 from inception_hub.errors import InceptionHubError
 from inception_hub.export import export, get_expected_image_size
@@ -58,7 +58,8 @@ def test_variable_size_and_serving_default(exported):
     assert list(out) == ["feature_vector"]
     np.testing.assert_allclose(out["feature_vector"], ref["feature_vector"], atol=1e-4, rtol=0)
     clf = hub.load(exported("inception_v1/classification/5"))
-    assert set(clf.signatures) == {"serving_default", "image_classification", "image_feature_vector"}
+    published = {"serving_default", "image_classification", "image_feature_vector"}
+    assert set(clf.signatures) == published | {"serving_bytes"}
     np.testing.assert_allclose(
         clf.signatures["serving_default"](images=tf.constant(x))["logits"], ref["logits"], atol=1e-4, rtol=0
     )
@@ -70,6 +71,39 @@ def test_variable_size_and_serving_default(exported):
     )
     # Version 4 is the same model without signatures, as published.
     assert not hub.load(exported("inception_v1/classification/4")).signatures
+
+
+def test_raw_bytes_signature_equals_classify_on_the_same_files(exported, tmp_path):
+    """TF Serving can take the photos themselves: decoding and TF-Slim preprocessing run inside
+    the v5 graph and give what `classify` gives (its pipeline on the same folder)."""
+    from PIL import Image
+
+    from inception_hub.pipeline import run
+
+    photos = sorted((IMAGES / "imagenet-sample").glob("*.JPEG"))[:5] + [IMAGES / "grace_hopper.jpg"]
+    Image.open(photos[0]).save(tmp_path / "photo.png")  # PNG
+    Image.open(photos[1]).convert("L").save(tmp_path / "grey.jpg")  # one-channel JPEG
+    Image.open(photos[2]).resize((301, 157)).save(tmp_path / "wide.jpg", quality=75)
+    files = [str(p) for p in photos] + sorted(str(p) for p in tmp_path.iterdir())
+    folder = exported("inception_v1/classification/5")
+    module = inception_hub.load(folder)
+    expected = np.stack([r.output for r in run(module, files)])
+    signature = tf.saved_model.load(folder).signatures["serving_bytes"]
+    assert list(signature.structured_input_signature[1]) == ["image_bytes"]
+    out = signature(image_bytes=tf.constant([Path(f).read_bytes() for f in files]))
+    np.testing.assert_allclose(out["logits"], expected, atol=1e-4, rtol=0)
+    top = inception_hub.decode_predictions(expected, top=5)
+    assert out["classes"].numpy().tolist() == [[p.index for p in row] for row in top]
+    assert [[s.decode() for s in row] for row in out["labels"].numpy()] == [[p.label for p in row] for row in top]
+    np.testing.assert_allclose(out["scores"], [[p.score for p in row] for row in top], atol=1e-6)
+    features = tf.saved_model.load(exported("inception_v1/feature_vector/5")).signatures["serving_bytes"]
+    fv = features(image_bytes=tf.constant([Path(f).read_bytes() for f in files[:2]]))
+    np.testing.assert_allclose(
+        fv["feature_vector"],
+        module.feature_vector()(np.stack([inception_hub.load_image(f, (224, 224)) for f in files[:2]])),
+        atol=1e-4,
+        rtol=0,
+    )
 
 
 def test_keras3_tfsmlayer_runs_the_v5_export(exported):
