@@ -174,3 +174,21 @@ def test_onnx_and_openvino_exports_need_no_tensorflow(v1_ckpt, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[0, 0] False"
     assert (tmp_path / "onnx" / "model.onnx").is_file() and (tmp_path / "openvino" / "model.bin").is_file()
+
+
+def test_exported_folders_serve_and_classify_like_the_handle(v1_ckpt, tmp_path, capsys):
+    """An ONNX export in the server (both outputs from the one file) and the CLI."""
+    from inception_hub.cli import main
+    from inception_hub.serve.models import build
+
+    folder = export("inception_v1/classification/5", tmp_path / "clf_onnx", v1_ckpt, format="onnx", progress=False)
+    served = build(str(folder))
+    x, ref = _inputs("inception_v1", "256x320", 2)
+    assert served.name == "clf_onnx" and served.compute_dims == {"logits": 1001, "feature_vector": 1024}
+    assert np.abs(served.compute["feature_vector"](x) - ref["feature_vector"]).max() <= 1e-4
+    photo = str(reference_images("inception_v1")[0])
+    answers = []
+    for args in (["--model", str(folder)], ["--model", "inception_v1", "--checkpoint", v1_ckpt]):
+        assert main(["classify", photo, *args, "--format", "csv", "--no-progress"]) == 0
+        answers.append(capsys.readouterr().out)
+    assert answers[0] == answers[1] and len(answers[0].splitlines()) > 1

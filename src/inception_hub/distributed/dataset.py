@@ -59,7 +59,7 @@ class ModelSource:
         source = resolve_source(
             handle, checkpoint, backend=backend, precision=precision, task=task, calibration=calibration
         )
-        if source.saved_model is not None:
+        if source.exported is not None:
             return cls(source, (), source.identity())
         weights = source.weights(progress=progress)
         if source.precision == "int8":
@@ -78,14 +78,14 @@ class ModelSource:
         """Build the module (in the actor)."""
         from ..module import open_source
 
-        if self.source.saved_model is not None:
-            if threads:
-                import tensorflow as tf
+        if self.source.saved_model is not None and threads:
+            import tensorflow as tf
 
-                # RuntimeError: TF already ran something in this process; it keeps its pool.
-                with contextlib.suppress(RuntimeError):
-                    tf.config.threading.set_intra_op_parallelism_threads(threads)
-            return open_source(self.source)
+            # RuntimeError: TF already ran something in this process; it keeps its pool.
+            with contextlib.suppress(RuntimeError):
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+        if self.source.exported is not None:
+            return open_source(self.source, threads=threads)
         weights = self.weights[0]
         if isinstance(weights, ray_module().ObjectRef):
             weights = ray_module().get(weights)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..catalog import resolve
 from ..errors import InceptionHubError
-from ..metadata import is_saved_model
+from ..metadata import is_export
 from .core import Limits, ServingCore
 from .grpc_service import make_grpc_server
 from .models import ServedModel, build
@@ -110,7 +110,7 @@ def serve(
     checkpoints = checkpoints or {}
     served = []
     for name in models:
-        ckpt = None if is_saved_model(name) else checkpoints.get(resolve(name).arch)
+        ckpt = None if is_export(name) else checkpoints.get(resolve(name).arch)
         served.append(build(name, ckpt, backend))
     core = ServingCore(served, max_batch=max_batch, batch_timeout_ms=batch_timeout_ms, workers=workers, limits=limits)
 

@@ -52,8 +52,8 @@ def build(name_or_path: str, checkpoint: str | None = None, backend: str | None 
     Named after the folder, or the architecture (`inception_v1`, `inception_v1_feature_vector`)."""
     source = resolve_source(name_or_path, checkpoint, backend=backend)
     module = open_source(source)
-    if source.saved_model is not None:
-        name = Path(source.saved_model).name
+    if source.exported is not None:
+        name = Path(source.exported).parent.name if source.model_file else Path(source.exported).name
     else:
         name = module.spec.arch + ("" if module.labels else "_feature_vector")
     compute = {FEATURES: module.feature_vector()}  # one set of weights for both outputs where possible
