@@ -193,6 +193,16 @@ def test_tf1_module_signatures_match_reference(exported):
     assert (Path(path, "tfhub_module.pb").read_bytes()) == module_def_v3() == b"\x08\x03"
 
 
+def test_inception_hub_load_runs_tf1_hub_exports(exported):
+    x, ref = ref_inputs("inception_v1", "224x224")
+    module = inception_hub.load(exported("inception_v1/classification/1"))
+    assert module.expected_image_size == (224, 224) and len(module.labels) == 1001
+    np.testing.assert_allclose(module(x), ref["logits"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(module.feature_vector()(x), ref["feature_vector"], atol=1e-4, rtol=0)
+    with pytest.raises(inception_hub.InputError, match="224"):
+        module(np.zeros((1, 256, 320, 3), np.float32))  # version 1: fixed size
+
+
 def test_tf1_irv2_feature_vector_module(exported):
     x, ref = ref_inputs("inception_resnet_v2", "299x299")
     loaded = hub.load(exported("inception_resnet_v2/feature_vector/1"), tags=[])

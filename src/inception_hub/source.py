@@ -119,9 +119,7 @@ def _export_source(path: str, checkpoint, backend: str | None, precision: str) -
     fmt = meta["format"]
     labels = tuple(meta["labels"]) if meta.get("labels") else None
     common = (spec_of(meta), path, labels, tuple(meta["default_image_size"]))
-    if fmt == "tf1_hub":
-        raise InputError(f"{path} is a TF1 Hub module: load it with tensorflow_hub.load(path, tags=[])")
-    if fmt == "tf2_saved_model":
+    if fmt in ("tf2_saved_model", "tf1_hub"):
         if backend not in (None, "tf") or precision != "fp32":
             raise InputError(f"{path} is a SavedModel: it runs on the tf backend in fp32")
         return Source(*common, saved_model=str(Path(path).resolve()))

@@ -47,7 +47,17 @@ def weights_runner(spec: ModelSpec, weights: Mapping[str, np.ndarray], threads: 
 
 def saved_model_runner(path: str | Path) -> Runner:
     """A TF2 SavedModel written by `export` or `finetune`: its `__call__`, and the feature vector
-    from its `image_feature_vector` signature when it has one."""
+    from its `image_feature_vector` signature when it has one. A TF1 Hub module runs its
+    inference graph (tag set `{}`) through its `default` signature."""
+    if (Path(path) / "tfhub_module.pb").is_file():
+        loaded = tf.saved_model.load(str(path), tags=[])
+        main = loaded.signatures["default"]
+        features = loaded.signatures[FEATURE_SIGNATURE]
+        return Runner(
+            tf_runner(lambda x: main(images=x)["default"], owner=loaded),
+            lambda: tf_runner(lambda x: features(images=x)["default"], owner=loaded),
+            backend="tf",
+        )
     loaded = tf.saved_model.load(str(path))
     features = None
     if FEATURE_SIGNATURE in loaded.signatures:
