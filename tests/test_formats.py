@@ -49,17 +49,20 @@ def _run_natively(fmt: str, folder, x: np.ndarray) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("arch", SIZES)
 def test_every_fp32_format_matches_tf_slim_in_its_own_runtime(checkpoints, arch, tmp_path):
+    """Each file in its runtime at the default size and another (batch and image size are
+    dynamic), both outputs; and through `inception_hub.load`, which picks that runtime."""
     for fmt in FLAT:
         folder = export(f"{arch}/classification/5", tmp_path / fmt, checkpoints[arch, "v2"], format=fmt)
+        for size in SIZES[arch]:
+            x, ref = _inputs(arch, size, 3)
+            native = _run_natively(fmt, folder, x)
+            for out in ("logits", "feature_vector"):
+                err = np.abs(native[out] - ref[out]).max()
+                assert err <= 1e-4, (fmt, size, out, err)
         module = inception_hub.load(folder)
         assert module.backend == {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "tflite"}[fmt]
-        for size in SIZES[arch]:  # the default size and another: the batch and image size are dynamic
-            x, ref = _inputs(arch, size)
-            native = _run_natively(fmt, folder, x)
-            for out, got in (("logits", module(x)), ("feature_vector", module.feature_vector()(x))):
-                err = np.abs(got - ref[out]).max()
-                assert err <= 1e-4, (fmt, size, out, err)
-                assert np.abs(native[out] - ref[out]).max() <= 1e-4, (fmt, size, out)
+        assert np.abs(module(x) - ref["logits"]).max() <= 1e-4
+        assert np.abs(module.feature_vector()(x) - ref["feature_vector"]).max() <= 1e-4
 
 
 def test_version_1_exports_have_a_fixed_size_and_every_export_carries_its_facts(checkpoints, v1_ckpt, tmp_path):

@@ -84,11 +84,11 @@ def export(
 
             export_tf2(spec, weights, staging)
         else:
-            from .formats import EXPORTERS
+            from .formats import EXPORTERS, Job
 
             meta, labels = describe(spec, format=fmt, **extra)
             staging.mkdir(parents=True, exist_ok=True)
-            EXPORTERS[fmt](spec, weights, staging, meta, labels, calibration)
+            EXPORTERS[fmt](Job(spec, weights, staging, meta, labels, calibration))
         write_metadata(spec, staging, flat=fmt not in ("saved_model", "tf1_hub"), **extra, **_format_field(fmt))
     return Path(outdir)
 

@@ -11,9 +11,9 @@ classifier's pooled features), or `feature_vector`, as the SavedModel's signatur
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import ModelSpec
@@ -21,67 +21,58 @@ from ..metadata import MODEL_FILES
 from ..weights import Weights
 
 
-def export_onnx(
-    spec: ModelSpec,
-    weights: Weights,
-    out: Path,
-    meta: dict,
-    labels: Sequence[str] | None,
-    calibration: str | None = None,
-) -> None:
+@dataclass(frozen=True)
+class Job:
+    """One export: the module, its weights, the staging folder, and what it carries."""
+
+    spec: ModelSpec
+    weights: Weights
+    out: Path
+    meta: dict
+    labels: Sequence[str] | None
+    calibration: str | None = None  # int8's photos (None: the bundled set)
+
+
+def export_onnx(job: Job) -> None:
     """`model.onnx`, with the metadata and labels also in the model's own metadata_props."""
     import onnx
 
-    model = onnx.load(str(_engine_model(spec, weights, meta, calibration)))
-    if not spec.variable_size:
-        _fix_size(model.graph.input[0], spec.image_size)
-    props = {"inception_hub": json.dumps(meta), "labels": "\n".join(labels or ())}
+    model = onnx.load(str(_engine_model(job)))
+    if not job.spec.variable_size:
+        _fix_size(model.graph.input[0], job.spec.image_size)
+    props = {"inception_hub": json.dumps(job.meta), "labels": "\n".join(job.labels or ())}
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(model, str(out / MODEL_FILES["onnx"]))
+    onnx.save(model, str(job.out / MODEL_FILES["onnx"]))
 
 
-def export_openvino(
-    spec: ModelSpec,
-    weights: Weights,
-    out: Path,
-    meta: dict,
-    labels: Sequence[str] | None,
-    calibration: str | None = None,
-) -> None:
+def export_openvino(job: Job) -> None:
     """`model.xml` + `model.bin`, weights kept in fp32 (no fp16 compression). The IR asks
     OpenVINO for the precision it was exported for: OpenVINO would otherwise run an fp32 model
     in bf16 on CPUs that have it."""
     import openvino as ov
 
-    model = ov.convert_model(str(_engine_model(spec, weights, meta, calibration)))
-    if not spec.variable_size:
-        model.reshape({"images": ov.PartialShape([-1, *spec.image_size, 3])})
-    hint = "bf16" if meta["precision"] == "bf16" else "f32"
+    model = ov.convert_model(str(_engine_model(job)))
+    if not job.spec.variable_size:
+        model.reshape({"images": ov.PartialShape([-1, *job.spec.image_size, 3])})
+    hint = "bf16" if job.meta["precision"] == "bf16" else "f32"
     model.set_rt_info(hint, ["runtime_options", "INFERENCE_PRECISION_HINT"])
-    model.set_rt_info(json.dumps(meta), ["inception_hub", "metadata"])
-    model.set_rt_info("\n".join(labels or ()), ["inception_hub", "labels"])
-    ov.save_model(model, str(out / MODEL_FILES["openvino"]), compress_to_fp16=False)
+    model.set_rt_info(json.dumps(job.meta), ["inception_hub", "metadata"])
+    model.set_rt_info("\n".join(job.labels or ()), ["inception_hub", "labels"])
+    ov.save_model(model, str(job.out / MODEL_FILES["openvino"]), compress_to_fp16=False)
 
 
-def export_tflite(
-    spec: ModelSpec,
-    weights: Weights,
-    out: Path,
-    meta: dict,
-    labels: Sequence[str] | None,
-    calibration: str | None = None,
-) -> None:
+def export_tflite(job: Job) -> None:
     """`model.tflite` with one signature, `serving_default`. int8 is full-integer quantization
     (every operator int8, calibrated on the same photos as the engines' int8), keeping float
     input and output so the model's contract does not change."""
-    del labels  # TFLite keeps them in the folder only
     import tensorflow as tf
 
     from ..nets.tf_module import InceptionNet
 
-    net = InceptionNet(spec.arch, spec.num_classes, weights)
+    spec = job.spec  # the labels stay in the folder: TFLite has no simple place for them
+    net = InceptionNet(spec.arch, spec.num_classes, job.weights)
     size = list(spec.image_size) if not spec.variable_size else [None, None]
 
     @tf.function(input_signature=[tf.TensorSpec([None, *size, 3], tf.float32, name="images")])
@@ -92,14 +83,14 @@ def export_tflite(
         return {"feature_vector": output}
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_default.get_concrete_function()], net)
-    if meta["precision"] == "int8":
+    if job.meta["precision"] == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(spec, calibration)
+        converter.representative_dataset = _representative(spec, job.calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     with warnings.catch_warnings():  # the converter calibrates with TF's own, deprecated, interpreter
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         model = converter.convert()
-    (out / MODEL_FILES["tflite"]).write_bytes(model)
+    (job.out / MODEL_FILES["tflite"]).write_bytes(model)
 
 
 def _representative(spec: ModelSpec, calibration: str | None):
@@ -115,12 +106,12 @@ def _representative(spec: ModelSpec, calibration: str | None):
     return inputs
 
 
-def _engine_model(spec: ModelSpec, weights: Weights, meta: dict, calibration: str | None) -> Path:
+def _engine_model(job: Job) -> Path:
     from ..engine.onnx import int8_path, onnx_path
 
-    if meta["precision"] == "int8":
-        return int8_path(spec, weights, calibration)
-    return onnx_path(spec, weights)
+    if job.meta["precision"] == "int8":
+        return int8_path(job.spec, job.weights, job.calibration)
+    return onnx_path(job.spec, job.weights)
 
 
 def _fix_size(value, size: tuple[int, int]) -> None:
@@ -131,7 +122,3 @@ def _fix_size(value, size: tuple[int, int]) -> None:
 
 
 EXPORTERS = {"onnx": export_onnx, "openvino": export_openvino, "tflite": export_tflite}
-
-
-def model_file(folder: str | os.PathLike, fmt: str) -> Path:
-    return Path(folder) / MODEL_FILES[fmt]
