@@ -110,8 +110,8 @@ def class_indices(labels: Sequence[str]) -> Callable[[str], int | None]:
 
 @dataclass
 class Variant:
-    """One way of running the model: its name (`onnxruntime/int8`, `tflite/tflite/fp32`), the
-    loaded module, and the model time it took."""
+    """One way of running the model: its name (`onnxruntime/int8`, `tflite/fp32`), the loaded
+    module, the model time it took and its hits so far."""
 
     name: str
     module: Module
@@ -119,7 +119,9 @@ class Variant:
     precision: str
     format: str | None
     seconds: float = 0.0
-    logits: list[np.ndarray] = field(default_factory=list)
+    pending: list[np.ndarray] = field(default_factory=list)  # logits not yet scored
+    top1: int = 0
+    top5: int = 0
 
 
 def variants(
@@ -220,48 +222,65 @@ def evaluate(
     known = {s.path: i for s, i in keyed if i is not None}
     if not known:
         raise InputError(f"none of the photos' classes (e.g. {samples[0].key!r}) is a class of {first.handle}")
-    truth, skipped = [], []
+    fanout = _Fanout(runs)
+    pairs = {(i, j): [0, 0.0] for i, j in itertools.combinations(range(len(runs)), 2)}  # agreeing, max diff
+    truth, skipped, scored = [], [], 0
     started = time.perf_counter()
-    for result in run(_Fanout(runs), list(known), batch_size=batch_size, workers=workers):
+    for result in run(fanout, list(known), batch_size=batch_size, workers=workers):
         on_progress(1)
         if result.error is not None:
             skipped.append({"path": result.path, "reason": result.error})
-        else:
-            truth.append(known[result.path])
+            continue
+        truth.append(known[result.path])
+        if len(truth) == fanout.rows:  # every computed batch has its labels: score and drop it
+            _tally(runs, pairs, np.array(truth, np.int64))
+            scored += len(truth)
+            truth, fanout.rows = [], 0
     seconds = time.perf_counter() - started
-    labels = np.array(truth, np.int64)
-    logits = [np.concatenate(v.logits) if v.logits else np.zeros((0, first.output_dim), np.float32) for v in runs]
-    rows = [_score(v, lg, labels) for v, lg in zip(runs, logits, strict=True)]
-    pairs = [
+    rows = [_score(v, scored) for v in runs]
+    agreement = [
         {
             "a": runs[i].name,
             "b": runs[j].name,
-            "top1_agreement": float((logits[i].argmax(1) == logits[j].argmax(1)).mean()) if len(labels) else None,
-            "max_logit_difference": float(np.abs(logits[i] - logits[j]).max()) if len(labels) else None,
+            "top1_agreement": agree / scored if scored else None,
+            "max_logit_difference": diff if scored else None,
         }
-        for i, j in itertools.combinations(range(len(runs)), 2)
+        for (i, j), (agree, diff) in pairs.items()
     ]
-    return Report(len(labels), seconds, rows, pairs, skipped, unknown)
+    return Report(scored, seconds, rows, agreement, skipped, unknown)
 
 
-def _score(v: Variant, logits: np.ndarray, labels: np.ndarray) -> dict:
-    n = len(labels)
-    top5 = np.argsort(-logits, axis=1, kind="stable")[:, :5] if n else np.zeros((0, 5), np.int64)
+def _tally(runs: Sequence[Variant], pairs: dict, labels: np.ndarray) -> None:
+    logits = []
+    for v in runs:
+        lg = np.concatenate(v.pending)
+        v.pending = []
+        top5 = np.argsort(-lg, axis=1, kind="stable")[:, :5]
+        v.top1 += int((top5[:, 0] == labels).sum())
+        v.top5 += int((top5 == labels[:, None]).any(1).sum())
+        logits.append(lg)
+    for (i, j), acc in pairs.items():
+        acc[0] += int((logits[i].argmax(1) == logits[j].argmax(1)).sum())
+        acc[1] = max(acc[1], float(np.abs(logits[i] - logits[j]).max()))
+
+
+def _score(v: Variant, n: int) -> dict:
     return {
         "name": v.name,
         "backend": v.backend,
         "precision": v.precision,
         "format": v.format,
         "images": n,
-        "top1": float((logits.argmax(1) == labels).mean()) if n else None,
-        "top5": float((top5 == labels[:, None]).any(1).mean()) if n else None,
+        "top1": v.top1 / n if n else None,
+        "top5": v.top5 / n if n else None,
         "images_per_s": n / v.seconds if v.seconds else None,
     }
 
 
 class _Fanout:
     """Looks like one module to the pipeline; runs each variant on the batch, keeping its logits
-    and timing its model alone (decoding is shared, so not part of any variant's rate)."""
+    until they are scored and timing its model alone (decoding is shared, so not part of any
+    variant's rate). `rows`: images computed and not yet scored."""
 
     def __init__(self, runs: Sequence[Variant]) -> None:
         sizes = {tuple(v.module.expected_image_size) for v in runs}
@@ -270,10 +289,12 @@ class _Fanout:
         self.runs = runs
         self.expected_image_size = runs[0].module.expected_image_size
         self.output_dim = 0
+        self.rows = 0
 
     def __call__(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
         for v in self.runs:
             started = time.perf_counter()
-            v.logits.append(v.module(x, batch_size=batch_size))
+            v.pending.append(v.module(x, batch_size=batch_size))
             v.seconds += time.perf_counter() - started
+        self.rows += len(x)
         return np.zeros((len(x), 0), np.float32)
