@@ -106,9 +106,18 @@ def test_int8_formats_are_quantized_and_report_their_agreement_with_fp32(v1_ckpt
     # The first half labelled with the fp32 model's own answer, so top-1 is known to be >= 50%.
     samples = [Sample(p, wnids[top[i, 0]] if i % 2 == 0 else wnids[1 + i]) for i, p in enumerate(paths)]
     with contextlib.ExitStack() as stack:
+        notes = []
         runs = variants(
-            handle, v1_ckpt, ["onnxruntime"], ["fp32", "int8"], [None, "tflite", "openvino"], stack, progress=False
+            handle,
+            v1_ckpt,
+            ["onnxruntime"],
+            ["fp32", "int8"],
+            [None, "tflite", "openvino", "tf1_hub"],
+            stack,
+            progress=False,
+            note=notes.append,
         )
+        assert notes == ["left out tf1_hub/int8: tf1_hub exports in fp32, not int8"]
         assert [v.name for v in runs] == [
             "onnxruntime/fp32",
             "onnxruntime/int8",
@@ -116,6 +125,7 @@ def test_int8_formats_are_quantized_and_report_their_agreement_with_fp32(v1_ckpt
             "tflite/int8",
             "openvino/fp32",
             "openvino/int8",
+            "tf1_hub/tf/fp32",
         ]
         report = evaluate(runs, samples, batch_size=8)  # scored 8 at a time, the logits then dropped
         logits = {v.name: v.module(x) for v in runs}
@@ -134,12 +144,14 @@ def test_int8_formats_are_quantized_and_report_their_agreement_with_fp32(v1_ckpt
     for pair in report.agreement:
         a, b = logits[pair["a"]], logits[pair["b"]]
         assert pair["top1_agreement"] == pytest.approx((a.argmax(1) == b.argmax(1)).mean())
-        assert pair["max_logit_difference"] == pytest.approx(np.abs(a - b).max())
+        # Computed here in one batch, there in batches of 8: float32 rounding may differ by ~1e-6.
+        assert pair["max_logit_difference"] == pytest.approx(np.abs(a - b).max(), rel=1e-3, abs=1e-5)
         if "int8" not in pair["a"] + pair["b"]:
             assert pair["top1_agreement"] == 1.0 and pair["max_logit_difference"] <= 1e-4
     base = "onnxruntime/fp32"
     int8_agreement = [p["top1_agreement"] for p in report.agreement if p["a"] == base and "int8" in p["b"]]
     assert len(int8_agreement) == 3 and min(int8_agreement) >= 0.5
+    assert by_name["tf1_hub/tf/fp32"]["top1"] == by_name["onnxruntime/fp32"]["top1"]
 
 
 def test_refusals_name_the_fix(v1_ckpt, tmp_path):

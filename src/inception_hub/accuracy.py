@@ -154,11 +154,9 @@ def variants(
             else:
                 if is_export(model):
                     raise InputError(f"{model} is already exported; --format needs a handle")
-                if fmt == "tf1_hub":
-                    raise InputError("TF1 Hub modules run in tensorflow_hub; evaluate saved_model instead")
                 spec = resolve(model)
-                if fmt == "saved_model":
-                    spec = dataclasses.replace(spec, version=LATEST_VERSION)  # the TF2 form of this network
+                if fmt in ("saved_model", "tf1_hub"):  # this network in that format, at any size
+                    spec = dataclasses.replace(spec, version=LATEST_VERSION if fmt == "saved_model" else 3)
                 check_format(spec, fmt, precision, None)
                 workdir = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="evaluate_")))
                 folder = workdir / f"{fmt}-{precision}-{backend}"
