@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint
+.PHONY: demo test lint browser
+
+# The web page's test drives a real browser: Debian's Chromium and its driver, installed when missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +24,11 @@ $(VENV)/.all: $(BIN)/python pyproject.toml
 demo: $(VENV)/.core
 	$(BIN)/python scripts/demo.py
 
-test: $(VENV)/.all
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: $(VENV)/.all browser
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.all

@@ -118,6 +118,7 @@ def serve(
         names = ", ".join(m.name for m in served)
         grpc_text = f", gRPC on {host}:{bound}" if bound else ""
         print(f"serving {names}: REST on http://{host}:{rest_port}{grpc_text}", flush=True)
+        print(f"try them in a browser: http://{host}:{rest_port}/", flush=True)
 
     asyncio.run(run_server(core, host, port, grpc_port, ready))
     print("stopped", file=sys.stderr)

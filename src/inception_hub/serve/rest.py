@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .core import InvalidArgument, ServingCore, ServingError, TooLarge, UnsupportedMediaType
 from .models import LOGITS, ServedModel
+from .page import add_routes as add_page
 
 INPUT = "images"
 CORE = web.AppKey("core", ServingCore)
@@ -47,6 +48,7 @@ def make_app(core: ServingCore) -> web.Application:
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
+    add_page(app, CORE)
     return app
 
 

@@ -1,0 +1,136 @@
+// The model page: read a photo, send it to this server's REST API, show the answer.
+"use strict";
+
+const config = JSON.parse(document.getElementById("config").textContent);
+const $ = (id) => document.getElementById(id);
+let photo = null; // {name, b64}
+let asked = 0; // answers to older requests are dropped
+
+function model() {
+  return config.models.find((m) => m.name === $("model").value);
+}
+
+function describe(m) {
+  const size = m.any_size ? `any size (resized to ${m.size[0]}x${m.size[1]})` : `${m.size[0]}x${m.size[1]}`;
+  const out = m.classifies ? `${m.classes} classes` : `a ${m.dim}-float feature vector`;
+  return `${m.handle}: ${out}; photos of ${size}.`;
+}
+
+function show(kind, text) {
+  $("error").hidden = kind !== "error";
+  $("error").textContent = kind === "error" ? text : "";
+  $("status").textContent = kind === "error" ? "" : text;
+}
+
+function mb(bytes) {
+  return `${(bytes / (1 << 20)).toFixed(1)} MB`;
+}
+
+async function ask() {
+  const m = model();
+  if (!photo || !m) return;
+  const ticket = ++asked;
+  const image = { b64: photo.b64 };
+  const [verb, body] = m.classifies
+    ? ["classify", { examples: [{ image }] }]
+    : ["predict", { instances: [image] }];
+  const text = JSON.stringify(body);
+  // The server refuses larger bodies anyway; saying so here spares the upload.
+  if (text.length > config.max_body_bytes) {
+    show("error", `${photo.name} makes a ${mb(text.length)} request; this server accepts at most ` +
+      `${mb(config.max_body_bytes)} (start it with a larger --max-body-mb, or send a smaller photo).`);
+    return;
+  }
+  show("status", `asking ${m.name}…`);
+  $("top5").replaceChildren();
+  $("vector").hidden = true;
+  const started = performance.now();
+  let answer;
+  try {
+    const response = await fetch(`/v1/models/${encodeURIComponent(m.name)}:${verb}`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: text,
+    });
+    answer = await response.json();
+    if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
+  } catch (e) {
+    if (ticket === asked) show("error", `${m.name} could not answer: ${e.message}`);
+    return;
+  }
+  if (ticket !== asked) return;
+  const ms = Math.round(performance.now() - started);
+  if (m.classifies) {
+    for (const [label, score] of answer.result[0]) $("top5").append(row(label, score));
+  } else {
+    vector(answer.predictions[0]);
+  }
+  show("status", `${m.name} answered in ${ms} ms`);
+  document.body.dataset.answered = String(ticket); // tests wait on this
+}
+
+function row(label, score) {
+  const li = document.createElement("li");
+  const name = Object.assign(document.createElement("span"), { className: "label", textContent: label });
+  const value = Object.assign(document.createElement("span"), {
+    className: "score", textContent: `${(100 * score).toFixed(1)}%`,
+  });
+  value.dataset.score = String(score);
+  const track = Object.assign(document.createElement("div"), { className: "track" });
+  const bar = Object.assign(document.createElement("div"), { className: "bar" });
+  bar.style.width = `${Math.max(0.5, 100 * score)}%`;
+  track.append(bar);
+  li.append(name, value, track);
+  return li;
+}
+
+function vector(v) {
+  const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+  const head = v.slice(0, 8).map((x) => x.toFixed(4)).join(", ");
+  const box = $("vector");
+  box.replaceChildren(
+    Object.assign(document.createElement("p"), { textContent: `${v.length} floats, L2 norm ${norm.toFixed(3)}` }),
+    Object.assign(document.createElement("code"), { textContent: `[${head}, …]` }),
+  );
+  box.hidden = false;
+}
+
+function read(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    show("error", `${file.name} is not an image (${file.type}); choose a JPEG, PNG, GIF or BMP photo.`);
+    return;
+  }
+  const reader = new FileReader();
+  reader.onload = () => {
+    const url = reader.result;
+    photo = { name: file.name, b64: url.slice(url.indexOf(",") + 1) };
+    $("preview").src = url;
+    $("preview").hidden = false;
+    ask();
+  };
+  reader.onerror = () => show("error", `${file.name} could not be read.`);
+  reader.readAsDataURL(file);
+}
+
+function init() {
+  const select = $("model");
+  for (const m of config.models) select.append(new Option(m.name, m.name, false, m.name === config.selected));
+  const changed = () => {
+    const m = model();
+    $("about").textContent = m ? describe(m) : "This server serves no models.";
+    if (m) history.replaceState(null, "", `/models/${encodeURIComponent(m.name)}`);
+    ask();
+  };
+  select.addEventListener("change", changed);
+  $("file").addEventListener("change", (e) => read(e.target.files[0]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    read(e.dataTransfer.files[0]);
+  });
+  changed();
+}
+
+init();

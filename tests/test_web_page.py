@@ -1,0 +1,138 @@
+"""The model page (`GET /`) in a real headless Chromium driven by Selenium: a photo uploaded
+through the page gets the same five labels as `inception-hub classify`, and the server's limits
+hold for requests made from the page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from conftest import IMAGES
+from inception_hub.cli import main
+from inception_hub.serve import Limits, build
+from test_serve import Running, http
+
+pytestmark = pytest.mark.slow  # starts servers and a browser
+
+GRACE = IMAGES / "grace_hopper.jpg"
+
+
+def _binary(*names: str) -> str:
+    for name in names:
+        if path := shutil.which(name):
+            return path
+    pytest.fail(f"{names[0]} not found: `make test` installs Debian's chromium and chromium-driver packages")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = _binary("chromium", "chromium-browser", "google-chrome")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,800"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(_binary("chromedriver")))
+    driver.set_script_timeout(120)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def models(checkpoints):
+    ckpt = str(checkpoints["inception_v1", "v2"])
+    return [build("inception_v1", ckpt), build("inception_v1/feature_vector", ckpt)]
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    s = Running(models, max_batch=8, batch_timeout_ms=5, workers=1, grpc=False)
+    yield s
+    s.shutdown()
+
+
+def upload(driver, path, answers: int) -> None:
+    """Give the page a photo and wait until it has shown its answer number `answers` (or an error)."""
+    driver.find_element(By.ID, "file").send_keys(str(path))
+    WebDriverWait(driver, 120).until(
+        lambda d: (
+            d.find_element(By.TAG_NAME, "body").get_attribute("data-answered") == str(answers)
+            or d.find_element(By.ID, "error").text
+        )
+    )
+
+
+def shown(driver) -> list[tuple[str, float]]:
+    rows = driver.find_elements(By.CSS_SELECTOR, "#top5 li")
+    return [
+        (
+            r.find_element(By.CLASS_NAME, "label").text,
+            float(r.find_element(By.CLASS_NAME, "score").get_attribute("data-score")),
+        )
+        for r in rows
+    ]
+
+
+def test_the_page_shows_what_classify_returns(server, browser, v1_ckpt, capsys, tmp_path):
+    browser.get(server.url + "/")
+    names = [o.text for o in Select(browser.find_element(By.ID, "model")).options]
+    assert names == ["inception_v1", "inception_v1_feature_vector"]
+    assert "1001 classes" in browser.find_element(By.ID, "about").text
+    upload(browser, GRACE, 1)
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+    assert main(["classify", str(GRACE), "--checkpoint", v1_ckpt, "--format", "json", "--no-progress"]) == 0
+    expected = json.loads(capsys.readouterr().out)[0]["predictions"]
+    got = shown(browser)
+    assert [label for label, _ in got] == [p["label"] for p in expected]
+    np.testing.assert_allclose([s for _, s in got], [p["score"] for p in expected], atol=1e-4)
+    bars = [b.get_attribute("style") for b in browser.find_elements(By.CSS_SELECTOR, "#top5 .bar")]
+    assert len(bars) == 5 and all("width" in b for b in bars)
+    shot = tmp_path / "page.png"  # to look at: pytest --basetemp=DIR
+    assert browser.save_screenshot(str(shot))
+    assert Image.open(shot).size[0] >= 1000
+
+    # Another model answers for the same photo; the address follows the choice.
+    Select(browser.find_element(By.ID, "model")).select_by_visible_text("inception_v1_feature_vector")
+    WebDriverWait(browser, 120).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-answered") == "2"
+    )
+    assert browser.find_element(By.ID, "vector").text.startswith("1024 floats")
+    assert browser.current_url.endswith("/models/inception_v1_feature_vector")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#top5 li")
+
+
+def test_the_page_keeps_the_server_limits(models, browser, tmp_path):
+    big = tmp_path / "noise.png"  # incompressible: far over the body limit below
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 400, 3), np.uint8)).save(big)
+    s = Running(models, grpc=False, limits=Limits(max_body_bytes=200_000, max_pixels=100_000))
+    try:
+        browser.get(s.url + "/models/inception_v1")
+        assert Select(browser.find_element(By.ID, "model")).first_selected_option.text == "inception_v1"
+        upload(browser, big, 1)
+        assert "accepts at most 0.2 MB" in browser.find_element(By.ID, "error").text
+        upload(browser, GRACE, 2)  # 517x606: small enough to send, over the pixel limit
+        error = browser.find_element(By.ID, "error").text
+        assert "could not answer" in error and "100000" in error.replace(",", ""), error
+        assert not browser.find_elements(By.CSS_SELECTOR, "#top5 li")
+    finally:
+        s.shutdown()
+
+
+def test_page_routes(server):
+    with urllib.request.urlopen(server.url + "/") as r:
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        page = r.read().decode()
+    assert 'src="/static/page.js"' in page and "http" not in page.split("<body>")[0]  # nothing from elsewhere
+    assert http("GET", server.url + "/static/page.css")[0] == 200
+    status, body = http("GET", server.url + "/models/resnet")
+    assert status == 404 and "inception_v1_feature_vector" in json.loads(body)["error"]
+    assert http("GET", server.url + "/static/../rest.py")[0] == 404
+    assert http("GET", server.url + "/static/index.html")[0] == 404
