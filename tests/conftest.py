@@ -69,6 +69,15 @@ def v1_ckpt(checkpoints) -> str:
     return str(checkpoints["inception_v1", "v1"])
 
 
+@pytest.fixture(scope="module")
+def models(checkpoints):
+    """inception_v1 and its feature vector built for the server (fresh per test module)."""
+    from inception_hub.serve import build
+
+    ckpt = str(checkpoints["inception_v1", "v2"])
+    return [build("inception_v1", ckpt), build("inception_v1/feature_vector", ckpt)]
+
+
 @pytest.fixture(scope="session")
 def clf(v1_ckpt):
     """inception_v1 classification/5 on the reference weights, on the default backend."""

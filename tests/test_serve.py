@@ -40,7 +40,7 @@ import inception_hub
 from conftest import IMAGES, reference
 from inception_hub.cli import main
 from inception_hub.images import load_image
-from inception_hub.serve import Limits, ServingCore, build, run_server
+from inception_hub.serve import Limits, ServingCore, run_server
 
 pytestmark = pytest.mark.slow  # starts servers
 
@@ -52,7 +52,7 @@ class Running:
     """A server on loopback in a background thread with its own event loop."""
 
     def __init__(self, models, **kwargs):
-        self.core = ServingCore(models, **{k: v for k, v in kwargs.items() if k != "grpc"})
+        self.core = ServingCore(models, **{k: v for k, v in kwargs.items() if k not in ("grpc", "index")})
         self.loop = asyncio.new_event_loop()
         self.stop = None
         self.ports = None
@@ -67,7 +67,15 @@ class Running:
                 ready.set()
 
             self.loop.run_until_complete(
-                run_server(self.core, "127.0.0.1", 0, 0 if kwargs.get("grpc", True) else None, on_ready, self.stop)
+                run_server(
+                    self.core,
+                    "127.0.0.1",
+                    0,
+                    0 if kwargs.get("grpc", True) else None,
+                    on_ready,
+                    self.stop,
+                    index=kwargs.get("index"),
+                )
             )
 
         self.thread = threading.Thread(target=serve, daemon=True)
@@ -93,12 +101,6 @@ def http(method, url, body=None):
 
 def b64(path):
     return base64.b64encode(path.read_bytes()).decode()
-
-
-@pytest.fixture(scope="module")
-def models(checkpoints):
-    ckpt = str(checkpoints["inception_v1", "v2"])
-    return [build("inception_v1", ckpt), build("inception_v1/feature_vector", ckpt)]
 
 
 @pytest.fixture(scope="module")
@@ -615,3 +617,4 @@ def test_serve_passes_backend_and_limits_from_the_command_line(monkeypatch):
     assert main(argv + ["--max-input-pixels", "4096", "--port", "0", "--grpc-port", "-1"]) == 0
     assert seen["backend"] == "openvino" and seen["models"] == ["inception_v1"]  # --backend was once ignored
     assert seen["limits"].max_inflight_bytes == 8 << 20 and seen["limits"].max_input_pixels == 4096
+    assert seen["index"] is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from conftest import IMAGES
 from inception_hub.cli import main
-from inception_hub.serve import Limits, build
+from inception_hub.images import load_image
+from inception_hub.search import Index
+from inception_hub.serve import Limits
 from test_serve import Running, http
 
 pytestmark = pytest.mark.slow  # starts servers and a browser
@@ -43,12 +46,6 @@ def browser():
     driver.set_script_timeout(120)
     yield driver
     driver.quit()
-
-
-@pytest.fixture(scope="module")
-def models(checkpoints):
-    ckpt = str(checkpoints["inception_v1", "v2"])
-    return [build("inception_v1", ckpt), build("inception_v1/feature_vector", ckpt)]
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +133,35 @@ def test_page_routes(server):
     assert status == 404 and "inception_v1_feature_vector" in json.loads(body)["error"]
     assert http("GET", server.url + "/static/../rest.py")[0] == 404
     assert http("GET", server.url + "/static/index.html")[0] == 404
+
+
+def test_with_an_index_the_page_shows_the_most_similar_photos(models, browser, v1_ckpt, tmp_path, capsys):
+    photos = sorted((IMAGES / "imagenet-sample").glob("*.JPEG"))[:30]
+    ix = tmp_path / "ix"
+    argv = ["index", *map(str, photos), "-o", str(ix), "--model", "inception_v1/feature_vector"]
+    assert main([*argv, "--checkpoint", v1_ckpt, "--no-progress"]) == 0
+    index = Index.load(ix)
+    s = Running(models, grpc=False, index=index)
+    try:
+        browser.get(s.url + "/")
+        upload(browser, photos[7], 1)
+        WebDriverWait(browser, 120).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-similar"))
+        items = browser.find_elements(By.CSS_SELECTOR, "#neighbours li")
+        names = [i.find_element(By.CLASS_NAME, "name").text for i in items]
+        sims = [float(i.find_element(By.CLASS_NAME, "similarity").text) for i in items]
+        vector = models[1].module(load_image(photos[7], (224, 224))[None])
+        expected = index.query(vector, 8)[0]
+        assert names == [Path(h.path).name for h in expected] and names[0] == photos[7].name
+        np.testing.assert_allclose(sims, [h.score for h in expected], atol=1e-3)  # shown with 3 decimals
+        loaded = browser.execute_script(
+            "return [...document.querySelectorAll('#neighbours img')].map(i => i.complete && i.naturalWidth)"
+        )
+        assert len(loaded) == 8 and all(w and w > 0 for w in loaded)
+        browser.save_screenshot(str(tmp_path / "similar.png"))
+
+        assert http("POST", s.url + "/models/inception_v1/similar", {"b64": "", "k": 0})[0] == 400
+        status, body = http("POST", s.url + "/models/inception_v1/similar", {"k": 3})
+        assert status == 400 and "b64" in json.loads(body)["error"]
+        assert http("GET", s.url + "/index/thumbnails/30")[0] == 404
+    finally:
+        s.shutdown()

@@ -125,6 +125,10 @@ class Module:
             raise InputError(f"{self.handle} has no feature-vector output")
         return open_source(self._source.with_kind("feature_vector"), progress=False)
 
+    def identity(self) -> str:
+        """Which weights compute this module: their digest, or an exported model's file and time."""
+        return self._source.identity() if self._source is not None else self.handle
+
     def check_images(self, images: Any) -> np.ndarray:
         """The input contract, checked up front so mistakes get a message instead of a TF error."""
         fixed = None if self.spec.variable_size else self.expected_image_size

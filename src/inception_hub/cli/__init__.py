@@ -25,6 +25,7 @@ EXTRAS = {
     "prometheus_client": "serve",
     "openvino": "engine",
     "ray": "distributed",
+    "usearch": "search",
     "tensorflow_hub": "hub",
     "tf_keras": "hub",
     "keras": "keras",

@@ -313,6 +313,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits=limits,
         checkpoints=_arch_checkpoints(args.checkpoint),
         backend=args.backend,
+        index=args.index,
     )
     return 0
 

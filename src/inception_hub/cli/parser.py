@@ -35,6 +35,7 @@ def positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import commands as c
     from .evaluate import cmd_evaluate
+    from .search import DEDUPE_THRESHOLD, cmd_dedupe, cmd_index, cmd_search
 
     p = argparse.ArgumentParser(prog=PROG, description="TF-Hub Inception modules rebuilt from TF-Slim checkpoints.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -111,6 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
     _progress_arg(ev)
     ev.set_defaults(func=cmd_evaluate)
 
+    ix = sub.add_parser("index", help="embed photos into a nearest-neighbour index (re-runs add only new photos)")
+    _images_args(ix, "inception_resnet_v2/feature_vector")
+    ix.add_argument("--output", "-o", required=True, metavar="INDEX", help="the index folder (created or grown)")
+    ix.set_defaults(func=cmd_index)
+
+    se = sub.add_parser("search", help="the photos of an index most similar to each query photo")
+    se.add_argument("images", nargs="+", metavar="QUERY", help="query photos, directories or globs")
+    se.add_argument("--index", required=True, metavar="INDEX", help="a folder written by `index`")
+    se.add_argument("--top-k", "-k", type=positive, default=10)
+    se.add_argument("--format", "-f", choices=("table", "json", "csv"), default="table")
+    se.add_argument("--sheet", metavar="PNG", help="also draw each query and its neighbours with their scores")
+    se.add_argument("--batch-size", type=positive, default=32)
+    _checkpoint_arg(se)
+    _progress_arg(se)
+    se.set_defaults(func=cmd_search)
+
+    dd = sub.add_parser("dedupe", help="groups of near-duplicate photos (re-encoded, resized, cropped copies)")
+    _images_args(dd, "inception_resnet_v2/feature_vector")
+    dd.add_argument("--threshold", type=float, default=DEDUPE_THRESHOLD, help="cosine similarity that joins two photos")
+    dd.add_argument("--output", "-o", metavar="JSON", help="write the groups here (default: print them)")
+    dd.add_argument("--sheets", metavar="DIR", help="also draw a contact sheet per group into DIR")
+    dd.set_defaults(func=cmd_dedupe)
+
     t = sub.add_parser("finetune", help="train a classifier on your photos (one folder per class) and save it")
     t.add_argument("data_dir", metavar="DATA_DIR", help="one subfolder of images per class")
     t.add_argument("--model", "-m", default="inception_v1", help="backbone: inception_v1 or inception_resnet_v2")
@@ -159,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-pixels", type=positive, default=40_000_000, help="decoded pixels per image")
     v.add_argument("--max-input-pixels", type=positive, default=1 << 20, help="pixels per image sent as a float array")
     v.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take, queueing included")
+    v.add_argument("--index", metavar="INDEX", help="an `index` folder: the model page also shows similar photos")
     _arch_checkpoints_arg(v, "weights for ARCH instead of the cached release (repeatable)")
     _backend_args(v, precision=False)
     v.set_defaults(func=c.cmd_serve)

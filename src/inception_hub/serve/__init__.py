@@ -17,6 +17,7 @@ from aiohttp import web
 from ..catalog import resolve
 from ..errors import InceptionHubError
 from ..metadata import is_export
+from ..search import Index
 from .core import Limits, ServingCore
 from .grpc_service import make_grpc_server
 from .models import ServedModel, build
@@ -33,6 +34,7 @@ async def run_server(
     ready: Callable[[int, int | None], None] | None = None,
     stop: asyncio.Event | None = None,
     drain_timeout_s: float = 30.0,
+    index: Index | None = None,
 ) -> None:
     """Serve until `stop` is set (or SIGINT/SIGTERM), then shut down gracefully: stop accepting,
     answer what is queued and in flight, close."""
@@ -40,7 +42,7 @@ async def run_server(
     # The drain below waits for requests itself; the runner then only closes idle connections.
     # handler_cancellation: a client that disconnects cancels its request, so its images are
     # dropped from the queue instead of run for nobody.
-    runner = web.AppRunner(make_app(core), access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
+    runner = web.AppRunner(make_app(core, index), access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -95,6 +97,7 @@ def serve(
     limits: Limits | None = None,
     checkpoints: dict[str, str] | None = None,
     backend: str | None = None,
+    index: str | None = None,
 ) -> None:
     """Load the models and serve them until interrupted. The settings and the ports are checked
     first, so a mistake is reported before minutes of loading."""
@@ -107,12 +110,21 @@ def serve(
     check_port(host, port, "--port")
     if grpc_port is not None:
         check_port(host, grpc_port, "--grpc-port")
+    similar = Index.load(index) if index else None  # a wrong folder is reported before loading models
     checkpoints = checkpoints or {}
     served = []
     for name in models:
         ckpt = None if is_export(name) else checkpoints.get(resolve(name).arch)
         served.append(build(name, ckpt, backend))
     core = ServingCore(served, max_batch=max_batch, batch_timeout_ms=batch_timeout_ms, workers=workers, limits=limits)
+    if similar is not None:
+        from .similar import matching_models
+
+        if not matching_models(similar, core):
+            raise InceptionHubError(
+                f"{index} holds features of {similar.model.get('handle')}, which no served model computes: "
+                "serve that model (with the same weights) too"
+            )
 
     def ready(rest_port: int, bound: int | None) -> None:
         names = ", ".join(m.name for m in served)
@@ -120,5 +132,5 @@ def serve(
         print(f"serving {names}: REST on http://{host}:{rest_port}{grpc_text}", flush=True)
         print(f"try them in a browser: http://{host}:{rest_port}/", flush=True)
 
-    asyncio.run(run_server(core, host, port, grpc_port, ready))
+    asyncio.run(run_server(core, host, port, grpc_port, ready, index=similar))
     print("stopped", file=sys.stderr)

@@ -4,7 +4,8 @@ Drop or choose a photo and see what a served model says: the top-5 labels with b
 classifier, the vector's size and first values for a feature-vector model. The page is plain
 HTML, CSS and JavaScript shipped in the package (`serve/web/`), with no build step and nothing
 fetched from elsewhere, so it works offline. It calls the server's own REST API (`:classify`,
-`:predict`), so every request from it meets the same body, pixel and time limits as any other.
+`:predict`, and `/models/{name}/similar` when the server has an index), so every request from it
+meets the same body, pixel and time limits as any other.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from .core import NotFound, ServingCore
 from .models import ServedModel
+from .similar import INDEX, MATCHING, Index
 
 #: Files under /static/ (nothing else is served from the package).
 STATIC = {"page.js": "text/javascript", "page.css": "text/css"}
@@ -31,7 +33,8 @@ def add_routes(app: web.Application, core_key: web.AppKey) -> None:
         if name is not None and name not in core.models:
             known = ", ".join(sorted(core.models))
             raise NotFound(f"no model named {name!r} on this server; it serves {known}")
-        return web.Response(text=render(core, name), content_type="text/html", headers={"Content-Security-Policy": CSP})
+        page = render(core, name, request.app.get(INDEX), request.app.get(MATCHING, frozenset()))
+        return web.Response(text=page, content_type="text/html", headers={"Content-Security-Policy": CSP})
 
     async def static(request: web.Request) -> web.Response:
         file = request.match_info["file"]
@@ -63,9 +66,13 @@ def describe(model: ServedModel) -> dict:
     }
 
 
-def render(core: ServingCore, selected: str | None) -> str:
+def render(core: ServingCore, selected: str | None, index: Index | None = None, matching=frozenset()) -> str:
     names = sorted(core.models)
+    similar = None
+    if index is not None:
+        similar = {"count": len(index), "handle": index.model.get("handle"), "models": sorted(matching)}
     config = {
+        "index": similar,
         "models": [describe(core.model(n)) for n in names],
         "selected": selected or (names[0] if names else None),
         "max_body_bytes": core.limits.max_body_bytes,

@@ -26,6 +26,7 @@ import numpy as np
 from aiohttp import HttpVersion11, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..search import Index
 from .core import InvalidArgument, ServingCore, ServingError, TooLarge, UnsupportedMediaType
 from .models import LOGITS, ServedModel
 from .page import add_routes as add_page
@@ -36,7 +37,7 @@ NAME = r"{name:[^/:]+}"
 VERSION = r"{version:[^/:]+}"
 
 
-def make_app(core: ServingCore) -> web.Application:
+def make_app(core: ServingCore, index: Index | None = None) -> web.Application:
     app = web.Application(client_max_size=core.limits.max_body_bytes, middlewares=[errors_as_json])
     app[CORE] = core
     r = app.router
@@ -49,6 +50,10 @@ def make_app(core: ServingCore) -> web.Application:
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
     add_page(app, CORE)
+    if index is not None:
+        from .similar import add_routes as add_similar
+
+        add_similar(app, CORE, index)
     return app
 
 

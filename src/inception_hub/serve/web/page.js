@@ -65,6 +65,47 @@ async function ask() {
   }
   show("status", `${m.name} answered in ${ms} ms`);
   document.body.dataset.answered = String(ticket); // tests wait on this
+  await similar(m, ticket);
+}
+
+// With an index of photos (serve --index), the indexed photos nearest to this one.
+async function similar(m, ticket) {
+  const box = $("similar");
+  const index = config.index;
+  box.hidden = !index;
+  if (!index) return;
+  $("neighbours").replaceChildren();
+  if (!index.models.includes(m.name)) {
+    $("similar-status").textContent =
+      `The index holds features of ${index.handle}: choose ${index.models.join(" or ")} to search it.`;
+    return;
+  }
+  $("similar-status").textContent = `searching ${index.count} photos…`;
+  let answer;
+  try {
+    const response = await fetch(`/models/${encodeURIComponent(m.name)}/similar`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ b64: photo.b64, k: 8 }),
+    });
+    answer = await response.json();
+    if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
+  } catch (e) {
+    if (ticket === asked) $("similar-status").textContent = `The search failed: ${e.message}`;
+    return;
+  }
+  if (ticket !== asked) return;
+  for (const n of answer.neighbours) {
+    const li = document.createElement("li");
+    const img = Object.assign(document.createElement("img"), { src: n.thumbnail, alt: n.name, loading: "lazy" });
+    const score = Object.assign(document.createElement("span"), {
+      className: "similarity", textContent: n.similarity.toFixed(3),
+    });
+    const name = Object.assign(document.createElement("span"), { className: "name", textContent: n.name });
+    li.append(img, score, name);
+    $("neighbours").append(li);
+  }
+  $("similar-status").textContent = `cosine similarity of the feature vectors, among ${index.count} photos`;
+  document.body.dataset.similar = String(ticket);
 }
 
 function row(label, score) {

@@ -1,0 +1,180 @@
+"""`inception-hub index`, `search` and `dedupe`: similar photos and near-duplicates from the
+feature vectors."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import InceptionHubError
+from ..search import Index, groups, model_identity, stream
+from .commands import Tally, _find, _results, _run_ray
+from .parser import PROG
+
+#: Cosine similarity above which two photos count as copies of each other (see README).
+DEDUPE_THRESHOLD = 0.9
+#: A contact sheet shows at most this many queries (rows), or group members (columns).
+SHEET_ROWS = 200
+SHEET_COLUMNS = 50
+
+
+def _caption(hit) -> str:
+    return f"{hit.score:.3f} {Path(hit.path).name}"
+
+
+def _failed(tally: Tally):
+    def report(path: str, reason: str) -> None:
+        tally.failures += 1
+        print(f"{PROG}: cannot read {path}: {reason}", file=sys.stderr)
+
+    return report
+
+
+def _embed_into(index: Index | None, args: argparse.Namespace, tally: Tally) -> Index | None:
+    """Embed args.images (those not yet indexed) and add them, streaming; a new index when None.
+    Photos are recorded by absolute path, so a re-run from anywhere finds what is indexed."""
+    paths, unmatched = _find(args.images)
+    new = [p for p in map(os.path.abspath, paths) if index is None or p not in index]
+    tally.inputs, tally.failures = len(paths) + len(unmatched), len(unmatched)
+    if not new:
+        return index
+    args.images = new
+    if getattr(args, "engine", "local") == "ray":
+        index = _embed_with_ray(index, args, tally)
+    else:
+        missed = tally.failures
+        module, results = _results(args, "embed", tally)  # counts and reports unreadable files
+        tally.inputs, tally.failures = len(paths) + len(unmatched), tally.failures + missed
+        identity = model_identity(module)
+        if index is None:
+            index = Index(identity, module.output_dim)
+        index.check_model(identity)
+        stream(index, results)
+    return index
+
+
+def _embed_with_ray(index: Index | None, args: argparse.Namespace, tally: Tally) -> Index:
+    """Run the Ray embed job into Parquet partitions beside the index, stream them in, and
+    remove them."""
+    import shutil
+    import tempfile
+
+    import pyarrow.dataset as ds
+
+    from ..source import resolve_source
+
+    out = Path(args.output).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.embeddings.", dir=out.parent))
+    try:
+        args.output = str(scratch / "parts")
+        tally.failures += _run_ray(args, "embed") != 0
+        source = resolve_source(args.model, args.checkpoint, task="embed")
+        model = {"handle": source.name, "architecture": source.spec.arch, "kind": "feature_vector"}
+        model["weights"] = source.identity()
+        dim = source.spec.output_dim
+        index = index or Index(model, dim)
+        index.check_model(model)
+        for batch in ds.dataset(args.output, format="parquet").to_batches(columns=["path", "features"]):
+            rows = batch.filter(batch.column("features").is_valid())
+            if rows.num_rows:
+                flat = rows.column("features").flatten().to_numpy(zero_copy_only=False)
+                index.add(rows.column("path").to_pylist(), flat.reshape(-1, dim))
+    finally:
+        args.output = str(out)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return index
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    tally = Tally()
+    out = Path(args.output)
+    index = Index.load(out) if (out / "index.json").is_file() else None
+    before = len(index) if index is not None else 0
+    index = _embed_into(index, args, tally)
+    if index is None:
+        raise InceptionHubError("no photos could be embedded")
+    index.save(out)
+    print(f"{out}: {len(index)} photos ({len(index) - before} added) with {index.model['handle']}", file=sys.stderr)
+    return tally.exit_status()
+
+
+def _query_module(index: Index, args: argparse.Namespace):
+    from ..module import load
+
+    module = load(index.model["handle"], args.checkpoint, kind="feature_vector", progress=args.progress)
+    index.check_model(model_identity(module))
+    return module
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .. import pipeline
+
+    index = Index.load(args.index)
+    module = _query_module(index, args)
+    paths, unmatched = _find(args.images)
+    tally = Tally(len(paths) + len(unmatched), len(unmatched))
+    rows, sheet = [], []
+    for r in pipeline.run(module, paths, batch_size=args.batch_size):
+        if r.error is not None:
+            _failed(tally)(r.path, r.error)
+            continue
+        hits = index.query(r.output[None], args.top_k)[0]
+        rows += [(r.path, rank, h.path, h.score) for rank, h in enumerate(hits, 1)]
+        if len(sheet) < SHEET_ROWS:
+            sheet.append([(r.path, f"query {Path(r.path).name}")] + [(h.path, _caption(h)) for h in hits])
+    _print_hits(rows, args.format)
+    if args.sheet and sheet:
+        from ..sheet import contact_sheet
+
+        contact_sheet(sheet, args.sheet)
+        shown = "" if len(sheet) == tally.inputs else f" (the first {len(sheet)} queries)"
+        print(f"wrote {args.sheet}{shown}", file=sys.stderr)
+    return tally.exit_status()
+
+
+def _print_hits(rows: list[tuple[str, int, str, float]], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps([{"query": q, "rank": k, "path": p, "similarity": round(s, 6)} for q, k, p, s in rows]))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["query", "rank", "path", "similarity"])
+        writer.writerows((q, k, p, f"{s:.6f}") for q, k, p, s in rows)
+        print(buf.getvalue(), end="")
+    else:  # tab-separated, with a header: reads as a table and cuts like one
+        print("query\trank\tsimilarity\tpath")
+        for q, k, p, s in rows:
+            print(f"{q}\t{k}\t{s:.4f}\t{p}")
+
+
+def cmd_dedupe(args: argparse.Namespace) -> int:
+    tally = Tally()
+    index = _embed_into(None, args, tally)
+    if index is None:
+        raise InceptionHubError("no photos could be embedded")
+    found = groups(index, args.threshold)
+    report = [[{"path": h.path, "similarity": round(h.score, 6)} for h in g] for g in found]
+    text = json.dumps({"threshold": args.threshold, "photos": len(index), "groups": report}, indent=1)
+    if args.output:
+        from ..atomic import atomic_file
+
+        with atomic_file(args.output) as f:
+            f.write((text + "\n").encode())
+    else:
+        print(text)
+    if args.sheets:
+        from ..sheet import contact_sheet
+
+        os.makedirs(args.sheets, exist_ok=True)
+        for i, g in enumerate(found, 1):
+            contact_sheet(
+                [[(h.path, _caption(h)) for h in g[:SHEET_COLUMNS]]], Path(args.sheets) / f"group_{i:04d}.png"
+            )
+    print(f"{len(found)} groups of near-duplicates among {len(index)} photos", file=sys.stderr)
+    return tally.exit_status()
