@@ -280,3 +280,26 @@ def test_onnx_runtime_still_loads_after_an_approximate_index():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "CPU", proc.stderr[-2000:]
+
+
+def test_saving_and_querying_a_large_index_holds_a_chunk_at_a_time(monkeypatch, tmp_path):
+    """The vectors stream to disk and through an exact query CHUNK rows at a time: neither
+    gathers them into one array (which would double the memory of a 100k-photo index)."""
+    import tracemalloc
+
+    monkeypatch.setattr(search, "CHUNK", 1024)
+    rng = np.random.default_rng(0)
+    index = Index(MODEL, 256)
+    for start in range(0, 20_000, 2000):  # as `index` streams batches in
+        index.add([str(i) for i in range(start, start + 2000)], rng.random((2000, 256), np.float32))
+    total = 20_000 * 256 * 4  # 20 MB; the paths (a list and a set, about 2 MB here) stay in memory
+    tracemalloc.start()
+    index.save(tmp_path / "ix")
+    saving = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    loaded = Index.load(tmp_path / "ix")
+    hits = loaded.query(rng.random((8, 256), np.float32), k=5)
+    querying = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(hits) == 8 and len(hits[0]) == 5
+    assert saving < total / 4 and querying < total / 4, (saving, querying, total)
