@@ -56,6 +56,7 @@ def test_every_fp32_format_matches_tf_slim_in_its_own_runtime(checkpoints, arch,
         for size in SIZES[arch]:
             x, ref = _inputs(arch, size, 3)
             native = _run_natively(fmt, folder, x)
+            assert sorted(native) == ["feature_vector", "logits"], fmt  # the signatures' outputs only
             for out in ("logits", "feature_vector"):
                 err = np.abs(native[out] - ref[out]).max()
                 assert err <= 1e-4, (fmt, size, out, err)

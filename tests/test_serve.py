@@ -562,6 +562,7 @@ def test_deadline(models):
 def test_health_metrics_and_openapi(server):
     status, body = http("GET", f"{server.url}/healthz")
     assert status == 200 and json.loads(body)["models"] == ["inception_v1", "inception_v1_feature_vector"]
+    http("POST", f"{server.url}/v1/models/inception_v1:predict", {"instances": []})  # counted, though refused
     text = http("GET", f"{server.url}/metrics")[1].decode()
     for name in (
         "inception_hub_requests_total",
@@ -572,6 +573,14 @@ def test_health_metrics_and_openapi(server):
         assert name in text
     spec = json.loads(http("GET", f"{server.url}/openapi.json")[1])
     assert spec["openapi"].startswith("3.") and "/v1/models/{name}:predict" in spec["paths"]
+    # Every route the API answers is described (the page's HTML and static files are not API).
+    from inception_hub.search import Index
+    from inception_hub.serve.rest import make_app
+
+    app = make_app(server.core, Index({"architecture": "inception_v1"}, 1024))
+    routes = {(r.resource.canonical, r.method.lower()) for r in app.router.routes() if r.method != "HEAD"}
+    page = {"/", "/models/{name}", "/static/{file}"}
+    assert {(p, m) for p, m in routes if p not in page} == {(p, m) for p, ops in spec["paths"].items() for m in ops}
 
 
 json_values = st.recursive(

@@ -66,6 +66,27 @@ def upload(driver, path, answers: int) -> None:
     )
 
 
+def explained(driver, n: int) -> None:
+    WebDriverWait(driver, 120).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-explained") == str(n)
+    )
+
+
+def canvas_pixels(driver, heat: np.ndarray, cell: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """RGB of the map canvas at the centre of `cell` of the map (where smoothing leaves the cell's
+    value), and of the photo's central crop drawn alone at the same size."""
+    script = """const c = document.getElementById("cam-canvas"), img = document.getElementById("preview");
+        const [y, x] = [Math.floor(c.height * arguments[0]), Math.floor(c.width * arguments[1])];
+        const [h, w] = [img.naturalHeight, img.naturalWidth];
+        const top = Math.trunc((h - h * 0.875) / 2), left = Math.trunc((w - w * 0.875) / 2);
+        const plain = Object.assign(document.createElement("canvas"), { width: c.width, height: c.height });
+        plain.getContext("2d").drawImage(img, left, top, w - 2 * left, h - 2 * top, 0, 0, c.width, c.height);
+        const at = (canvas) => Array.from(canvas.getContext("2d").getImageData(x, y, 1, 1).data).slice(0, 3);
+        return [at(c), at(plain)];"""
+    shown, photo = driver.execute_script(script, (cell[0] + 0.5) / heat.shape[0], (cell[1] + 0.5) / heat.shape[1])
+    return np.array(shown, float), np.array(photo, float)
+
+
 def shown(driver) -> list[tuple[str, float]]:
     rows = driver.find_elements(By.CSS_SELECTOR, "#top5 li")
     return [
@@ -92,9 +113,26 @@ def test_the_page_shows_what_classify_returns(server, browser, v1_ckpt, capsys, 
     np.testing.assert_allclose([s for _, s in got], [p["score"] for p in expected], atol=1e-4)
     bars = [b.get_attribute("style") for b in browser.find_elements(By.CSS_SELECTOR, "#top5 .bar")]
     assert len(bars) == 5 and all("width" in b for b in bars)
+
+    # The class activation map of the top class, drawn over the crop the network sees.
+    explained(browser, 1)
+    cam = browser.find_element(By.ID, "cam")
+    assert cam.is_displayed() and cam.get_attribute("data-label") == expected[0]["label"]
+    module = server.core.models["inception_v1"].module
+    heat = module.explain(load_image(GRACE, module.expected_image_size)).heatmap
+    for cell in (np.unravel_index(heat.argmax(), heat.shape), np.unravel_index(heat.argmin(), heat.shape)):
+        v = float(heat[cell])  # the page mixes in 55% x v of its blue-to-red ramp
+        ramp = 255 * np.array([v, 1 - abs(2 * v - 1), 1 - v])
+        shown_, photo = canvas_pixels(browser, heat, cell)
+        np.testing.assert_allclose(shown_, photo * (1 - 0.55 * v) + ramp * 0.55 * v, atol=12)
     shot = tmp_path / "page.png"  # to look at: pytest --basetemp=DIR
     assert browser.save_screenshot(str(shot))
     assert Image.open(shot).size[0] >= 1000
+    # A click on a label maps that class.
+    browser.find_elements(By.CSS_SELECTOR, "#top5 li")[2].click()
+    explained(browser, 2)
+    assert cam.get_attribute("data-label") == expected[2]["label"]
+    assert browser.find_elements(By.CSS_SELECTOR, "#top5 li")[2].get_attribute("class") == "mapped"
 
     # Another model answers for the same photo; the address follows the choice.
     Select(browser.find_element(By.ID, "model")).select_by_visible_text("inception_v1_feature_vector")

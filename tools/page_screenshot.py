@@ -43,13 +43,16 @@ def main() -> None:
     threading.Thread(target=serve, daemon=True).start()
     ready.wait(120)
     options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--window-size=1000,680"):
+    for flag in ("--headless=new", "--no-sandbox", "--window-size=1000,760"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     try:
         driver.get(f"http://127.0.0.1:{port[0]}/")
         driver.find_element(By.ID, "file").send_keys(args.photo)
-        WebDriverWait(driver, 120).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-answered"))
+        body = (By.TAG_NAME, "body")
+        WebDriverWait(driver, 120).until(lambda d: d.find_element(*body).get_attribute("data-answered"))
+        if driver.find_element(By.ID, "top5").get_attribute("class") == "explains":  # a classifier: its map too
+            WebDriverWait(driver, 120).until(lambda d: d.find_element(*body).get_attribute("data-explained"))
         driver.save_screenshot(args.out)
     finally:
         driver.quit()

@@ -118,6 +118,9 @@ def card(arch: str) -> ModelCard:
 
 #: What a signature computes: the logits, or the pooled feature vector.
 LOGITS, FEATURES = "logits", "feature_vector"
+#: The final end point [N, h, w, C] the feature vector pools: the engines' third output, for
+#: class activation maps. No published signature has it; exports leave it out.
+FEATURE_MAP = "feature_map"
 
 
 @dataclass(frozen=True)

@@ -9,26 +9,14 @@ from the backend in use (TensorFlow, JAX or PyTorch). `explain` returns the map 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .cam import Explanation, explanation
 from .errors import InceptionHubError, InputError
-from .labels import Prediction, decode_predictions
-from .nets import NUM_CLASSES
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """The class activation map (at the end point's resolution, in [0, 1]), the class it is
-    for, and the model's top predictions."""
-
-    heatmap: np.ndarray
-    class_index: int
-    predictions: list[Prediction]
 
 
 class GradCam:
@@ -64,19 +52,12 @@ class GradCam:
             raise InputError(f"explain takes one image [height, width, 3], got shape {x.shape}")
         maps = keras.ops.convert_to_numpy(self.head(x[None]))
         logits = keras.ops.convert_to_numpy(self._tail(keras.ops.convert_to_tensor(maps)))[0]
-        if class_index is None:
-            class_index = int(np.argmax(logits))
-        if not 0 <= class_index < logits.shape[-1]:
-            raise InputError(f"class {class_index} is out of range: the model has {logits.shape[-1]} classes")
-        grads = _gradient(lambda a: self._tail(a)[0, class_index], maps)[0]
-        weights = grads.mean(axis=(0, 1))  # one per channel
-        cam = np.maximum((maps[0] * weights).sum(axis=-1), 0.0)
-        cam = cam / cam.max() if cam.max() > 0 else cam
-        labels = self.labels
-        if labels is None and logits.shape[-1] != NUM_CLASSES:
-            labels = [f"class {i}" for i in range(logits.shape[-1])]
-        preds = decode_predictions(logits[None], top=5, labels=labels)[0]
-        return Explanation(cam.astype(np.float32), class_index, preds)
+
+        def cam_of(c: int) -> np.ndarray:
+            grads = _gradient(lambda a: self._tail(a)[0, c], maps)[0]
+            return (maps[0] * grads.mean(axis=(0, 1))).sum(axis=-1)  # one weight per channel
+
+        return explanation(logits, cam_of, class_index, self.labels)
 
 
 def explain(

@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from .cam import Explanation, from_feature_map
 from .catalog import ModelSpec
 from .engine import Infer, Runner
 from .errors import InputError
 from .inputs import RANGE_TOLERANCE, check_images
 from .labels import Prediction, decode_predictions
 from .metadata import read_metadata, spec_of
-from .nets import fits, min_image_size
+from .nets import fits, head_variables, min_image_size
 from .source import Source, resolve_source
 from .weights import Weights
 
@@ -45,6 +46,7 @@ class Module:
         features: Callable[[], Infer] | None = None,
         source: Source | None = None,
         net: Any = None,
+        maps: Callable[[], Infer] | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
@@ -55,6 +57,8 @@ class Module:
         self._image_size = tuple(image_size) if image_size else spec.image_size
         self._features = features
         self._source = source
+        self._maps = maps
+        self._head: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_runner(cls, source: Source, runner: Runner) -> Module:
@@ -68,6 +72,7 @@ class Module:
             features=runner.features,
             source=source,
             net=runner.net,
+            maps=runner.maps,
         )
 
     @property
@@ -124,6 +129,37 @@ class Module:
         if self._source is None:
             raise InputError(f"{self.handle} has no feature-vector output")
         return open_source(self._source.with_kind("feature_vector"), progress=False)
+
+    def feature_maps(self) -> Infer:
+        """A batch function giving the final end point [N, h, w, C] (`Mixed_5c` of Inception V1,
+        `Conv2d_7b_1x1` of Inception-ResNet-V2) of an ImageNet classifier, on the same weights."""
+        if self._maps is None or self._source is None or self._source.exported is not None:
+            raise InputError(
+                f"{self.handle} has no class activation maps: they need an ImageNet classification "
+                "handle loaded from its checkpoint (not a feature vector or an exported file)"
+            )
+        return self._maps()
+
+    def head(self) -> tuple[np.ndarray, np.ndarray]:
+        """The classification head's weights [C, 1001] and biases [1001], read once."""
+        if self._head is None:
+            names = head_variables(self.spec.arch)
+            weights = self._source.weights(progress=False)
+            w, b = (np.asarray(weights[n], np.float32) for n in names)
+            self._head = (w.reshape(-1, b.shape[-1]), b)
+        return self._head
+
+    def explain(self, image: Any, class_index: int | None = None) -> Explanation:
+        """Where in one float32 [H, W, 3] image in [0, 1] the network finds class `class_index`
+        (default: its top class): Grad-CAM's map at the final end point, computed in closed
+        form on any backend (see `inception_hub.cam`), with the top-5 predictions."""
+        x = np.asarray(image, np.float32)
+        if x.ndim != 3 or x.shape[-1] != 3:
+            raise InputError(f"explain takes one image [height, width, 3], got shape {list(x.shape)}")
+        x = self.check_images(x[None])
+        run = self.feature_maps()
+        w, b = self.head()
+        return from_feature_map(run(x)[0], w, b, class_index, self.labels)
 
     def identity(self) -> str:
         """Which weights compute this module: their digest, or an exported model's file and time."""

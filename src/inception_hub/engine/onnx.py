@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_file
-from ..catalog import ModelSpec
+from ..catalog import FEATURE_MAP, ModelSpec
 from ..weights import Weights, cache_dir
 from . import Infer, Runner
 
 #: Bump when the generated graph changes, so cached models are rebuilt.
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 
 
 def onnx_path(spec: ModelSpec, weights: Weights) -> Path:
@@ -122,10 +122,11 @@ def openvino_runner(path: Path, precision: str, threads: int) -> Runner:
 
 
 def _runner(names: list[str], output: Callable[[str], Infer], backend: str) -> Runner:
-    """The model's first output, and its `feature_vector` output as the feature twin (a
-    classifier's pooled features, computed by the same loaded model)."""
+    """The model's first output, its `feature_vector` output as the feature twin (a
+    classifier's pooled features, computed by the same loaded model), and its `feature_map`."""
     features = (lambda: output("feature_vector")) if len(names) > 1 and "feature_vector" in names else None
-    return Runner(output(names[0]), features, backend)
+    maps = (lambda: output(FEATURE_MAP)) if FEATURE_MAP in names else None
+    return Runner(output(names[0]), features, backend, maps=maps)
 
 
 RUNNERS = {"onnxruntime": onnxruntime_runner, "openvino": openvino_runner}

@@ -4,12 +4,14 @@ that inception-hub wrote, behind the same numpy-in, numpy-out runner as the othe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from ..catalog import ModelSpec
+from ..nets import ARCHITECTURES
 from ..nets.tf_module import InceptionNet
 from . import Runner
 
@@ -42,7 +44,11 @@ def net_runner(net: tf.Module) -> Runner:
 
 def weights_runner(spec: ModelSpec, weights: Mapping[str, np.ndarray], threads: int | None = None) -> Runner:
     del threads  # TF sizes its own pools, once per process
-    return net_runner(InceptionNet(spec.arch, spec.num_classes, weights))
+    net = InceptionNet(spec.arch, spec.num_classes, weights)
+    if not spec.num_classes:
+        return net_runner(net)
+    final = ARCHITECTURES[spec.arch].final_endpoint
+    return replace(net_runner(net), maps=lambda: tf_runner(lambda x: net.run(x)[1][final], owner=net))
 
 
 def saved_model_runner(path: str | Path) -> Runner:

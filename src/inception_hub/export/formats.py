@@ -37,7 +37,7 @@ def export_onnx(job: Job) -> None:
     """`model.onnx`, with the metadata and labels also in the model's own metadata_props."""
     import onnx
 
-    model = onnx.load(str(_engine_model(job)))
+    model = _engine_model(job)
     if not job.spec.variable_size:
         _fix_size(model.graph.input[0], job.spec.image_size)
     props = {"inception_hub": json.dumps(job.meta), "labels": "\n".join(job.labels or ())}
@@ -51,9 +51,11 @@ def export_openvino(job: Job) -> None:
     """`model.xml` + `model.bin`, weights kept in fp32 (no fp16 compression). The IR asks
     OpenVINO for the precision it was exported for: OpenVINO would otherwise run an fp32 model
     in bf16 on CPUs that have it."""
+    import io
+
     import openvino as ov
 
-    model = ov.convert_model(str(_engine_model(job)))
+    model = ov.convert_model(io.BytesIO(_engine_model(job).SerializeToString()))
     if not job.spec.variable_size:
         model.reshape({"images": ov.PartialShape([-1, *job.spec.image_size, 3])})
     hint = "bf16" if job.meta["precision"] == "bf16" else "f32"
@@ -106,12 +108,18 @@ def _representative(spec: ModelSpec, calibration: str | None):
     return inputs
 
 
-def _engine_model(job: Job) -> Path:
+def _engine_model(job: Job):
+    """The engines' model (int8: their quantized one) with the published outputs only."""
+    import onnx
+
     from ..engine.onnx import int8_path, onnx_path
+    from ..nets.onnx_builder import without_feature_map
 
     if job.meta["precision"] == "int8":
-        return int8_path(job.spec, job.weights, job.calibration)
-    return onnx_path(job.spec, job.weights)
+        path = int8_path(job.spec, job.weights, job.calibration)
+    else:
+        path = onnx_path(job.spec, job.weights)
+    return without_feature_map(onnx.load(str(path)))
 
 
 def _fix_size(value, size: tuple[int, int]) -> None:

@@ -41,6 +41,14 @@ def fits(arch: str, height: int, width: int) -> bool:
     return True
 
 
+def head_variables(arch: str) -> tuple[str, str]:
+    """The classification head's weights and biases: a linear map of the pooled features, so
+    of every position of the final end point too (what makes a class activation map exact)."""
+    prefix = f"{ARCHITECTURES[arch].scope}/Logits/"
+    weights, biases = (s.name for s in variable_specs(arch) if s.name.startswith(prefix))
+    return weights, biases
+
+
 def min_image_size(arch: str) -> int:
     """Smallest square input the network accepts."""
     return next(s for s in range(1, 1024) if fits(arch, s, s))
@@ -54,6 +62,7 @@ __all__ = [
     "VariableSpec",
     "build",
     "fits",
+    "head_variables",
     "min_image_size",
     "variable_specs",
 ]

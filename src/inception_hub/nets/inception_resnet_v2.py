@@ -163,5 +163,6 @@ ARCHITECTURE = Architecture(
     fn=inception_resnet_v2,
     default_image_size=299,
     num_features=1536,
+    final_endpoint="Conv2d_7b_1x1",
     has_aux_logits=True,
 )

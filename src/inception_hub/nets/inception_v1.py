@@ -88,5 +88,10 @@ def inception_v1(
 
 
 ARCHITECTURE = Architecture(
-    name="inception_v1", scope=SCOPE, fn=inception_v1, default_image_size=224, num_features=1024
+    name="inception_v1",
+    scope=SCOPE,
+    fn=inception_v1,
+    default_image_size=224,
+    num_features=1024,
+    final_endpoint="Mixed_5c",
 )

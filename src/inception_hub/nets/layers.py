@@ -42,6 +42,7 @@ class Architecture:
     fn: Callable[..., Any]  # fn(b, inputs, num_classes=..., create_aux_logits=...)
     default_image_size: int  # the training size, and the fixed input size of version 1
     num_features: int  # width of the pooled feature vector
+    final_endpoint: str  # the last spatial map, which the feature vector pools (TF-Slim's name)
     has_aux_logits: bool = False
 
 

@@ -114,25 +114,49 @@ class OnnxBuilder(Builder):
 def build_onnx(arch: str, num_classes: int | None, weights: Mapping[str, np.ndarray], opset: int = 17) -> bytes:
     """An ONNX model: input `images` float32 [N, H, W, 3] in [0, 1]; outputs `logits` then
     `feature_vector` (a classifier's pooled features, as its SavedModel's `image_feature_vector`
-    signature gives them), or only `feature_vector`."""
+    signature gives them) and `feature_map` (the final end point, [N, h, w, C], for class
+    activation maps), or only `feature_vector`."""
+    from ..catalog import FEATURE_MAP
     from . import ARCHITECTURES, build
 
+    a = ARCHITECTURES[arch]
     b = OnnxBuilder(weights)
     scaled = b.op("Sub", [b.op("Mul", ["images", b._const("two", np.array(2.0))]), b._const("one", np.array(1.0))])
     nchw = b.op("Transpose", [scaled], perm=[0, 3, 1, 2])
     out = build(b, arch, nchw, num_classes)
-    outputs = {"logits": (out, num_classes)} if num_classes else {}
-    outputs["feature_vector"] = (b.end_points["global_pool"], ARCHITECTURES[arch].num_features)
+    outputs = {"logits": (out, ["batch", num_classes])} if num_classes else {}
+    outputs["feature_vector"] = (b.end_points["global_pool"], ["batch", a.num_features])
+    if num_classes:
+        nhwc = b.op("Transpose", [b.end_points[a.final_endpoint]], perm=[0, 2, 3, 1])
+        outputs[FEATURE_MAP] = (nhwc, ["batch", "map_height", "map_width", a.num_features])
     for name, (value, _) in outputs.items():
         b.nodes.append(helper.make_node("Identity", [value], [name]))
     graph = helper.make_graph(
         b.nodes,
         f"{arch}_{next(iter(outputs))}",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", "height", "width", 3])],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", dim]) for name, (_, dim) in outputs.items()],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, dims) for name, (_, dims) in outputs.items()],
         b.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="inception-hub")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def without_feature_map(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with only the published outputs: `feature_map` and the nodes that only it
+    needs removed (exports carry the SavedModel signatures' outputs, nothing more)."""
+    from ..catalog import FEATURE_MAP
+
+    graph = model.graph
+    keep = [o for o in graph.output if o.name != FEATURE_MAP]
+    del graph.output[:]
+    graph.output.extend(keep)
+    while True:
+        needed = {o.name for o in graph.output} | {i for n in graph.node for i in n.input}
+        dead = [n for n in graph.node if not any(o in needed for o in n.output)]
+        if not dead:
+            return model
+        for n in dead:
+            graph.node.remove(n)

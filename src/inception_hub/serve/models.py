@@ -15,16 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalog import FEATURES, LOGITS, Signature, signatures
+from ..catalog import FEATURE_MAP, FEATURES, LOGITS, Signature, signatures
 from ..module import Module, open_source
 from ..source import resolve_source
 
-__all__ = ["FEATURES", "LOGITS", "ServedModel", "Signature", "build"]
+__all__ = ["FEATURES", "FEATURE_MAP", "LOGITS", "ServedModel", "Signature", "build"]
 
 
 @dataclass
 class ServedModel:
-    """One model: its name, signatures and one batch function per computation."""
+    """One model: its name, signatures and one batch function per computation (what the
+    signatures output, and a catalog classifier's `feature_map` for class activation maps)."""
 
     name: str
     module: Module
@@ -60,6 +61,9 @@ def build(name_or_path: str, checkpoint: str | None = None, backend: str | None 
     if module.labels:
         compute[LOGITS] = module
     model = ServedModel(name, module, {k: _whole(m) for k, m in compute.items()})
+    if module.labels and source.exported is None:  # class activation maps, for the model page
+        model.compute[FEATURE_MAP] = module.feature_maps()
+        module.head()  # read now, not while answering
     model.signatures = signatures("classification" if module.labels else "feature_vector")
     probe = np.zeros((1, *model.image_size, 3), np.float32)  # also warms up (traces) each function
     model.compute_dims = {k: int(fn(probe).shape[-1]) for k, fn in model.compute.items()}

@@ -17,7 +17,7 @@ from importlib import resources
 from aiohttp import web
 
 from .core import NotFound, ServingCore
-from .models import ServedModel
+from .models import FEATURE_MAP, ServedModel
 from .similar import INDEX, MATCHING, Index
 
 #: Files under /static/ (nothing else is served from the package).
@@ -59,6 +59,7 @@ def describe(model: ServedModel) -> dict:
         "name": model.name,
         "handle": model.module.handle,
         "classifies": bool(labels),
+        "explains": FEATURE_MAP in model.compute,
         "classes": len(labels) if labels else 0,
         "dim": model.output_dim("feature_vector"),
         "size": list(model.image_size),

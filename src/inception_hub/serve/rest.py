@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..search import Index
 from .core import InvalidArgument, ServingCore, ServingError, TooLarge, UnsupportedMediaType
+from .explain import add_routes as add_explain
 from .models import LOGITS, ServedModel
 from .page import add_routes as add_page
 
@@ -50,6 +51,7 @@ def make_app(core: ServingCore, index: Index | None = None) -> web.Application:
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
     add_page(app, CORE)
+    add_explain(app)
     if index is not None:
         from .similar import add_routes as add_similar
 

@@ -44,6 +44,7 @@ async function ask() {
   show("status", `asking ${m.name}…`);
   $("top5").replaceChildren();
   $("vector").hidden = true;
+  $("cam").hidden = true;
   const started = performance.now();
   let answer;
   try {
@@ -65,7 +66,68 @@ async function ask() {
   }
   show("status", `${m.name} answered in ${ms} ms`);
   document.body.dataset.answered = String(ticket); // tests wait on this
-  await similar(m, ticket);
+  await Promise.all([activation(m, ticket, null), similar(m, ticket)]);
+}
+
+// The class activation map (Grad-CAM at the final end point) over the crop the network sees.
+async function activation(m, ticket, cls) {
+  const fig = $("cam");
+  $("top5").classList.toggle("explains", Boolean(m.explains));
+  if (!m.explains) { fig.hidden = true; return; }
+  $("cam-caption").textContent = "finding where it looks…";
+  let answer;
+  try {
+    const response = await fetch(`/models/${encodeURIComponent(m.name)}/explain`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(cls === null ? { b64: photo.b64 } : { b64: photo.b64, class: cls }),
+    });
+    answer = await response.json();
+    if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
+  } catch (e) {
+    if (ticket === asked) $("cam-caption").textContent = `No map: ${e.message}`;
+    return;
+  }
+  if (ticket !== asked) return;
+  await draw(answer);
+  // Rows carry their class (from the map's own top 5, which ranks as :classify does): click one for its map.
+  const rows = [...$("top5").children];
+  answer.predictions.forEach((p, i) => {
+    if (rows[i] && rows[i].dataset.label === p.label) rows[i].dataset.class = String(p.class);
+  });
+  for (const r of rows) r.classList.toggle("mapped", r.dataset.class === String(answer.class));
+  $("cam-caption").textContent = `Where ${m.name} sees “${answer.label}” (class activation map; ` +
+    "click a label for its map)";
+  fig.hidden = false;
+  fig.dataset.label = answer.label;
+  document.body.dataset.explained = String(Number(document.body.dataset.explained || 0) + 1);
+}
+
+async function draw(answer) {
+  const img = $("preview");
+  await img.decode().catch(() => {}); // drawn from the photo as the page shows it
+  const [h, w] = [img.naturalHeight, img.naturalWidth];
+  const f = answer.central_fraction; // TF's central_crop: offsets truncated, the rest kept
+  const top = Math.trunc((h - h * f) / 2), left = Math.trunc((w - w * f) / 2);
+  const [ch, cw] = [h - 2 * top, w - 2 * left];
+  const scale = Math.min(1, 320 / cw);
+  const canvas = $("cam-canvas");
+  canvas.width = Math.round(cw * scale);
+  canvas.height = Math.round(ch * scale);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, left, top, cw, ch, 0, 0, canvas.width, canvas.height);
+  // The map at its own resolution, blue (no evidence, transparent) to red (the most), smoothly scaled up.
+  const map = answer.heatmap, rows = map.length, cols = map[0].length;
+  const cells = document.createElement("canvas");
+  cells.width = cols;
+  cells.height = rows;
+  const data = new ImageData(cols, rows);
+  map.flat().forEach((v, i) => {
+    data.data.set([255 * v, 255 * (1 - Math.abs(2 * v - 1)), 255 * (1 - v), 255 * 0.55 * v], 4 * i);
+  });
+  cells.getContext("2d").putImageData(data, 0, 0);
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(cells, 0, 0, canvas.width, canvas.height);
 }
 
 // With an index of photos (serve --index), the indexed photos nearest to this one.
@@ -110,6 +172,7 @@ async function similar(m, ticket) {
 
 function row(label, score) {
   const li = document.createElement("li");
+  li.dataset.label = label;
   const name = Object.assign(document.createElement("span"), { className: "label", textContent: label });
   const value = Object.assign(document.createElement("span"), {
     className: "score", textContent: `${(100 * score).toFixed(1)}%`,
@@ -162,6 +225,11 @@ function init() {
     ask();
   };
   select.addEventListener("change", changed);
+  $("top5").addEventListener("click", (e) => {
+    const li = e.target.closest("li");
+    const m = model();
+    if (li && li.dataset.class && m && m.explains) activation(m, asked, Number(li.dataset.class));
+  });
   $("file").addEventListener("change", (e) => read(e.target.files[0]));
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
