@@ -88,7 +88,7 @@ def test_hnsw_above_the_exact_limit_keeps_recall(monkeypatch, tmp_path):
 
 def test_refusals_name_the_problem(tmp_path):
     index = Index(MODEL, 64)
-    with pytest.raises(InputError, match="rebuild the index"):
+    with pytest.raises(InputError, match="build a new index"):
         index.check_model({**MODEL, "weights": "other"})
     with pytest.raises(InputError, match="expected 2 vectors of 64"):
         index.add(["a", "b"], np.zeros((2, 32), np.float32))
@@ -216,7 +216,7 @@ def test_index_search_and_grow_on_the_sample(photos, v1_ckpt, tmp_path, capsys):
     meta["model"]["weights"] = "0" * 64
     (tmp_path / "ix" / "index.json").write_text(json.dumps(meta))
     code, _, err = cli(capsys, "search", first[0], "--index", ix, "--checkpoint", v1_ckpt)
-    assert code == 2 and "rebuild the index" in err and "Traceback" not in err
+    assert code == 2 and "build a new index" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -250,6 +250,73 @@ def test_dedupe_groups_each_copy_with_its_original(photos, v1_ckpt, tmp_path, ca
     assert [len(g) for g in report["groups"]] == [3] * 8 + [2] * 12  # largest first
     assert all(h["similarity"] > 0.9999 for g in report["groups"] for h in g)
     assert len(list((tmp_path / "s").glob("group_*.png"))) == 20
+
+
+def test_an_index_from_embed_outputs_equals_one_from_the_photos(checkpoints, v1_ckpt, tmp_path, capsys):
+    """`index --embeddings` reuses what `embed` wrote (each file format, and a Ray job's folder):
+    the same vectors, paths and model as embedding the photos; rows already indexed are skipped."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from inception_hub.outputs import feature_column
+
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for p in SAMPLE[:6]:
+        os.symlink(p, folder / p.name)
+    model = ["--model", "inception_v1/feature_vector", "--checkpoint", v1_ckpt]
+    assert cli(capsys, "index", str(folder), "-o", str(tmp_path / "photos"), *model)[0] == 0
+    want = Index.load(tmp_path / "photos")
+    for fmt in ("npz", "parquet", "npy"):
+        assert cli(capsys, "embed", str(folder), "-o", str(tmp_path / f"f.{fmt}"), *model)[0] == 0
+        named = model if fmt == "npy" else []  # .npy keeps no record of its model
+        code, _, err = cli(
+            capsys, "index", "--embeddings", str(tmp_path / f"f.{fmt}"), "-o", str(tmp_path / fmt), *named
+        )
+        assert code == 0 and "6 photos (6 added)" in err, err
+        got = Index.load(tmp_path / fmt)
+        assert got.paths == want.paths and got.model == want.model, fmt
+        np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-6)
+    code, _, err = cli(capsys, "index", "--embeddings", str(tmp_path / "f.parquet"), "-o", str(tmp_path / "photos"))
+    assert code == 0 and "6 photos (0 added)" in err
+
+    # A Ray job's folder: its manifest names the model and weights; failed rows are left out.
+    ray = tmp_path / "ray"
+    ray.mkdir()
+    manifest = {"task": "embed", "model": "inception_v1/feature_vector", "weights": want.model["weights"]}
+    (ray / "_manifest.json").write_text(json.dumps(manifest))
+    ok = np.array([True, True, False, True, True, True, True])
+    paths = [*want.paths[:2], "/gone.jpg", *want.paths[2:]]
+    columns = {"path": pa.array(paths), "features": feature_column(np.asarray(want.vectors), ok)}
+    pq.write_table(pa.table(columns), ray / "part-00000.parquet")
+    code, _, err = cli(capsys, "index", "--embeddings", str(ray), "-o", str(tmp_path / "from-ray"))
+    got = Index.load(tmp_path / "from-ray")
+    assert code == 0 and got.paths == want.paths and got.model == want.model
+
+    # Refusals name the problem: other weights, another model's width, not an embed output.
+    other = tmp_path / "other.npz"
+    np.savez(
+        other,
+        paths=np.array(["/x.jpg"]),
+        features=np.ones((1, 1024), np.float32),
+        model=np.array(json.dumps({**want.model, "weights": "other"})),
+    )
+    code, _, err = cli(capsys, "index", "--embeddings", str(other), "-o", str(tmp_path / "photos"))
+    assert code != 0 and "these vectors come from another ('other')" in err
+    irv2 = [
+        "--model",
+        "inception_resnet_v2/feature_vector",
+        "--checkpoint",
+        str(checkpoints["inception_resnet_v2", "v2"]),
+    ]
+    code, _, err = cli(capsys, "index", "--embeddings", str(tmp_path / "f.npy"), "-o", str(tmp_path / "x"), *irv2)
+    assert code != 0 and "holds vectors of 1024 floats" in err and "gives 1536" in err
+    (ray / "_manifest.json").write_text(json.dumps({**manifest, "task": "classify"}))
+    code, _, err = cli(capsys, "index", "--embeddings", str(ray), "-o", str(tmp_path / "x"))
+    assert code != 0 and "holds classify results" in err
+    code, _, err = cli(capsys, "index", "-o", str(tmp_path / "x"))
+    assert code != 0 and "--embeddings" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow

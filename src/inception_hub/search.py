@@ -94,7 +94,7 @@ class Index:
             if model.get(key) != self.model.get(key):
                 raise InputError(
                     f"this index was built with {self.model.get('handle')} ({key} {self.model.get(key)!r}); "
-                    f"the query model differs ({model.get(key)!r}): query with the index's model or rebuild the index"
+                    f"these vectors come from another ({model.get(key)!r}): use the index's model, or build a new index"
                 )
 
     def query(self, vectors: np.ndarray, k: int = 10, *, exact: bool | None = None) -> list[list[Hit]]:

@@ -186,6 +186,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from ..outputs import check_features_path, write_features
+    from ..search import model_identity
 
     _check_engine(args)
     if args.engine == "ray":
@@ -199,7 +200,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
             paths.append(r.path)
             rows.append(r.output)
     features = np.stack(rows).astype(np.float32) if rows else np.zeros((0, module.output_dim), np.float32)
-    write_features(output, paths, features)
+    write_features(output, paths, features, model=model_identity(module))
     print(f"wrote {len(paths)} feature vectors of {features.shape[1]} floats to {output}", file=sys.stderr)
     return tally.exit_status()
 

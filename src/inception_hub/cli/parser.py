@@ -113,8 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     ix = sub.add_parser("index", help="embed photos into a nearest-neighbour index (re-runs add only new photos)")
-    _images_args(ix, "inception_resnet_v2/feature_vector")
+    _images_args(ix, "inception_resnet_v2/feature_vector", nargs="*")
     ix.add_argument("--output", "-o", required=True, metavar="INDEX", help="the index folder (created or grown)")
+    ix.add_argument(
+        "--embeddings",
+        action="append",
+        metavar="PATH",
+        help="also add the vectors of an `embed` output (.npz, .parquet, .npy, or a Ray job's folder); repeatable",
+    )
     ix.set_defaults(func=cmd_index)
 
     se = sub.add_parser("search", help="the photos of an index most similar to each query photo")
@@ -264,8 +270,8 @@ def _backend_args(sp: argparse.ArgumentParser, precision: bool = True) -> None:
         )
 
 
-def _images_args(sp: argparse.ArgumentParser, default: str) -> None:
-    sp.add_argument("images", nargs="+", metavar="IMAGES", help="image files, directories (recursive) or globs")
+def _images_args(sp: argparse.ArgumentParser, default: str, nargs: str = "+") -> None:
+    sp.add_argument("images", nargs=nargs, metavar="IMAGES", help="image files, directories (recursive) or globs")
     sp.add_argument("--model", "-m", default=default, help=f"model handle or short name (default {default})")
     _checkpoint_arg(sp)
     sp.add_argument("--batch-size", type=positive, default=32)

@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import InceptionHubError
+from ..errors import InceptionHubError, InputError
+from ..nets import ARCHITECTURES
 from ..search import Index, groups, model_identity, stream
 from .commands import Tally, _find, _results, _run_ray
 from .parser import PROG
@@ -58,15 +59,11 @@ def _embed_into(index: Index | None, args: argparse.Namespace, tally: Tally) -> 
     return index
 
 
-def _embed_with_ray(index: Index | None, args: argparse.Namespace, tally: Tally) -> Index:
+def _embed_with_ray(index: Index | None, args: argparse.Namespace, tally: Tally) -> Index | None:
     """Run the Ray embed job into Parquet partitions beside the index, stream them in, and
     remove them."""
     import shutil
     import tempfile
-
-    import pyarrow.dataset as ds
-
-    from ..source import resolve_source
 
     out = Path(args.output).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,29 +71,59 @@ def _embed_with_ray(index: Index | None, args: argparse.Namespace, tally: Tally)
     try:
         args.output = str(scratch / "parts")
         tally.failures += _run_ray(args, "embed") != 0
-        source = resolve_source(args.model, args.checkpoint, task="embed")
-        model = {"handle": source.name, "architecture": source.spec.arch, "kind": "feature_vector"}
-        model["weights"] = source.identity()
-        dim = source.spec.output_dim
-        index = index or Index(model, dim)
-        index.check_model(model)
-        for batch in ds.dataset(args.output, format="parquet").to_batches(columns=["path", "features"]):
-            rows = batch.filter(batch.column("features").is_valid())
-            if rows.num_rows:
-                flat = rows.column("features").flatten().to_numpy(zero_copy_only=False)
-                index.add(rows.column("path").to_pylist(), flat.reshape(-1, dim))
+        return _add_embeddings(index, args.output, args)
     finally:
         args.output = str(out)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _add_embeddings(index: Index | None, path: str, args: argparse.Namespace) -> Index | None:
+    """Stream an embed output's vectors in (rows already indexed are skipped; relative paths are
+    taken from the current folder). The model is the output's own record where it has one."""
+    from ..outputs import read_features
+
+    record, batches = read_features(path)
+    model = _model_of(record, args)
+    for paths, vectors in batches:
+        dim = ARCHITECTURES[model["architecture"]].num_features
+        if vectors.shape[1] != dim:
+            raise InputError(
+                f"{path} holds vectors of {vectors.shape[1]} floats; {model['handle']} gives {dim}: "
+                "name the model that made them with --model (and --checkpoint)"
+            )
+        if index is None:
+            index = Index(model, dim)
+        index.check_model(model)
+        paths = [os.path.abspath(p) for p in paths]
+        keep = [i for i, p in enumerate(paths) if p not in index]
+        if keep:
+            index.add([paths[i] for i in keep], vectors[keep])
     return index
+
+
+def _model_of(record: dict | None, args: argparse.Namespace) -> dict:
+    """What made an embed output's vectors: its record (a local file's model identity, or a Ray
+    job's manifest), or else --model and --checkpoint."""
+    from ..source import resolve_source
+
+    if record is not None and "architecture" in record:
+        return {key: record.get(key) for key in ("handle", "architecture", "kind", "weights")}
+    source = resolve_source(record["model"] if record else args.model, args.checkpoint, task="embed")
+    weights = record["weights"] if record else source.identity()
+    return {"handle": source.name, "architecture": source.spec.arch, "kind": "feature_vector", "weights": weights}
 
 
 def cmd_index(args: argparse.Namespace) -> int:
     tally = Tally()
     out = Path(args.output)
+    if not args.images and not args.embeddings:
+        raise InputError("give photos to embed, or --embeddings PATH with the output of `inception-hub embed`")
     index = Index.load(out) if (out / "index.json").is_file() else None
     before = len(index) if index is not None else 0
-    index = _embed_into(index, args, tally)
+    for path in args.embeddings or ():
+        index = _add_embeddings(index, path, args)
+    if args.images:
+        index = _embed_into(index, args, tally)
     if index is None:
         raise InceptionHubError("no photos could be embedded")
     index.save(out)
