@@ -68,6 +68,26 @@ def test_bf16_is_opt_in_and_close(checkpoints):
     assert (logits.argmax(1) == ref["logits"].argmax(1)).mean() >= 0.8
 
 
+def test_openvino_outputs_go_by_the_models_own_names():
+    """OpenVINO gives an output tensor both its node's name and the graph output's, in a set whose
+    order changes between runs; the runner must find `feature_vector` and `feature_map` every time."""
+    from inception_hub.engine.onnx import output_names
+
+    class Output:
+        def __init__(self, *names: str) -> None:
+            self.names = names
+
+        def get_names(self) -> list[str]:
+            return list(self.names)  # the node's name first, as set order sometimes has it
+
+    outputs = [
+        Output("Add_261", "logits"),
+        Output("Flatten_257", "feature_vector"),
+        Output("Transpose_9", "feature_map"),
+    ]
+    assert output_names([*outputs, Output("b_2", "a_1")]) == ["logits", "feature_vector", "feature_map", "a_1"]
+
+
 def test_backend_choice():
     assert set(ENGINES) <= set(available_backends())
     # The fastest exact engine installed, per network (benchmarks/throughput.py).

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -75,3 +79,28 @@ def test_explain_command_writes_one_overlay_per_photo(v1_ckpt, tmp_path, capsys)
     assert "no class labelled 'no such thing'" in capsys.readouterr().err
     assert main(["explain", str(grace), "-m", "inception_v1/feature_vector", "-o", str(tmp_path / "o3")]) == 2
     assert "needs a classification model" in capsys.readouterr().err
+
+
+def test_the_default_map_needs_no_keras_and_equals_grad_cam_at_the_final_end_point(v1_ckpt, tmp_path, capsys):
+    """Without --layer, explain runs on the engines (no Keras, no TensorFlow imported) and draws
+    the map that Keras Grad-CAM draws at Mixed_5c."""
+    grace = IMAGES / "grace_hopper.jpg"
+    code = (
+        "import sys; from inception_hub.cli import main; "
+        f"rc = main(['explain', {str(grace)!r}, '--checkpoint', {v1_ckpt!r}, '-o', {str(tmp_path / 'lean')!r}, "
+        "'--class', '7', '--no-progress']); "
+        "print(rc, 'keras' in sys.modules or 'tensorflow' in sys.modules)"
+    )
+    env = {**os.environ, "INCEPTION_HUB_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 False"
+    argv = ["explain", str(grace), "--checkpoint", v1_ckpt, "-o", str(tmp_path / "keras"), "--class", "7"]
+    assert main([*argv, "--layer", "Mixed_5c"]) == 0
+    capsys.readouterr()
+    lean = np.asarray(Image.open(tmp_path / "lean" / "grace_hopper.gradcam.png"), np.int16)
+    keras = np.asarray(Image.open(tmp_path / "keras" / "grace_hopper.gradcam.png"), np.int16)
+    assert lean.shape == keras.shape and np.abs(lean - keras).max() <= 1  # uint8 rounding of equal maps
+    photo = decode_image(grace)
+    top, left, h, w = central_crop_box(*photo.shape[:2])
+    plain = np.asarray(photo[top : top + h, left : left + w], np.int16)
+    assert np.abs(lean - plain)[100:].max() > 50  # the map is drawn (below the labels' box)

@@ -42,7 +42,8 @@ def _run_natively(fmt: str, folder, x: np.ndarray) -> dict[str, np.ndarray]:
     if fmt == "openvino":
         compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU")
         result = compiled(x)
-        return {next(iter(o.get_names())): result[o] for o in compiled.outputs}
+        # An output tensor can carry two names (its node's and the graph output's): take the latter.
+        return {(o.get_names() & {"logits", "feature_vector"}).pop(): result[o] for o in compiled.outputs}
     runner = Interpreter(model_path=str(folder / "model.tflite")).get_signature_runner("serving_default")
     return runner(images=x)
 

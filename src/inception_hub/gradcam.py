@@ -3,20 +3,20 @@
 The map for class c at end point L weighs each channel k of L's activation A by the mean of
 d logit_c / d A_k, sums, keeps the positive part, and scales it to [0, 1]. The gradient comes
 from the backend in use (TensorFlow, JAX or PyTorch). `explain` returns the map as an array;
-`overlay` draws it over the photo with the top-5 labels, for `inception-hub explain`.
+`overlay` (from `cam`) draws it over the photo with the top-5 labels, for `inception-hub explain`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import keras
 import numpy as np
-from PIL import Image, ImageDraw
 
-from .cam import Explanation, explanation
-from .errors import InceptionHubError, InputError
+from .cam import Explanation, class_index_of, explanation, overlay
+from .errors import InputError
+
+__all__ = ["Explanation", "GradCam", "class_index_of", "explain", "overlay"]
 
 
 class GradCam:
@@ -95,69 +95,3 @@ def _gradient(fn: Callable, x: np.ndarray) -> np.ndarray:
         fn(t).backward()
         return t.grad.detach().numpy()
     raise InputError(f"Grad-CAM needs the tensorflow, jax or torch backend of Keras, not {backend}")
-
-
-def overlay(photo: np.ndarray, explanation: Explanation, alpha: float = 0.45) -> Image.Image:
-    """The photo (uint8 RGB) with the heat map over it and the top-5 labels written on it."""
-    base = Image.fromarray(np.asarray(photo, np.uint8))
-    heat = Image.fromarray((explanation.heatmap * 255).astype(np.uint8)).resize(base.size, Image.BILINEAR)
-    h = np.asarray(heat, np.float32)[..., None] / 255
-    # A blue-to-red ramp: cold where the class gets no evidence, hot where it gets the most.
-    color = np.concatenate([h, 1 - np.abs(2 * h - 1), 1 - h], axis=-1) * 255
-    mixed = np.asarray(base, np.float32) * (1 - alpha * h) + color * (alpha * h)
-    out = Image.fromarray(mixed.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(out)
-    lines = [f"{p.label}  {p.score:.1%}" for p in explanation.predictions]
-    if explanation.predictions[0].index != explanation.class_index:
-        lines.append(f"map for class {explanation.class_index}")
-    width = max(draw.textlength(line) for line in lines) + 8
-    draw.rectangle([0, 0, width, 12 * len(lines) + 6], fill=(0, 0, 0))
-    for i, line in enumerate(lines):
-        draw.text((4, 3 + 12 * i), line, fill=(255, 255, 255))
-    return out
-
-
-def class_index_of(text: str, labels: Sequence[str]) -> int:
-    """A class given as its index or its label (case-insensitive)."""
-    if text.strip().isdigit():
-        return int(text)
-    found = [i for i, label in enumerate(labels) if label.lower() == text.strip().lower()]
-    if not found:
-        raise InputError(f"no class labelled {text!r}; give its index (0-{len(labels) - 1}) or an exact label")
-    return found[0]
-
-
-def explain_files(
-    paths: Sequence[str],
-    model: keras.Model,
-    image_size: tuple[int, int],
-    outdir: Path,
-    *,
-    class_index: int | None = None,
-    layer: str | None = None,
-    on_error: Callable[[str, str], None],
-) -> list[Path]:
-    """One `<name>.gradcam.png` per readable image in `outdir` (the central crop the network
-    sees, with the map and the top-5 labels); unreadable images go to `on_error(path, reason)`."""
-    from .atomic import atomic_file
-    from .images import central_crop_box, decode_image, preprocess
-
-    outdir.mkdir(parents=True, exist_ok=True)
-    cam = GradCam(model, layer)
-    written, used = [], set()
-    for path in paths:
-        try:
-            photo = decode_image(path)
-        except (InceptionHubError, OSError) as e:
-            on_error(path, str(e))
-            continue
-        e = cam(preprocess(photo, image_size), class_index)
-        top, left, h, w = central_crop_box(*photo.shape[:2])
-        stem = Path(path).stem
-        name = stem if stem not in used else f"{stem}-{len(used)}"
-        used.add(name)
-        out = outdir / f"{name}.gradcam.png"
-        with atomic_file(out) as f:
-            overlay(photo[top : top + h, left : left + w], e).save(f, format="PNG")
-        written.append(out)
-    return written

@@ -161,8 +161,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .. import keras as ihk
-    from ..gradcam import class_index_of, explain_files
+    from ..cam import class_index_of, explain_files
     from ..labels import imagenet_labels
 
     spec = resolve(args.model)
@@ -170,17 +169,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InceptionHubError(f"{spec.handle} gives feature vectors; Grad-CAM needs a classification model")
     paths, unmatched = _find(args.images)
     tally = Tally(inputs=len(paths) + len(unmatched), failures=len(unmatched))
-    model = ihk.build_model(spec.arch, args.checkpoint or "imagenet")
     class_index = class_index_of(args.class_, imagenet_labels()) if args.class_ is not None else None
+    if args.layer is None:  # the final end point: Grad-CAM's map in closed form, on the engines
+        from ..module import load
+
+        explainer = load(spec.handle, args.checkpoint, progress=args.progress).explain
+    else:  # any other end point needs the gradient: the Keras model
+        from .. import keras as ihk
+        from ..gradcam import GradCam
+
+        explainer = GradCam(ihk.build_model(spec.arch, args.checkpoint or "imagenet"), args.layer)
 
     def failed(path: str, reason: str) -> None:
         tally.failures += 1
         print(f"{PROG}: {path}: {reason}", file=sys.stderr)
 
-    for out in explain_files(
-        paths, model, spec.image_size, Path(args.output), class_index=class_index, layer=args.layer, on_error=failed
-    ):
-        print(out)
+    out = Path(args.output)
+    for written in explain_files(paths, explainer, spec.image_size, out, class_index=class_index, on_error=failed):
+        print(written)
     return tally.exit_status()
 
 

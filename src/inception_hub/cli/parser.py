@@ -63,9 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("images", nargs="+", metavar="IMAGES", help="image files, directories (recursive) or globs")
     ex.add_argument("--model", "-m", default="inception_v1", help="a classification handle or short name")
     ex.add_argument("--class", dest="class_", metavar="N|LABEL", help="the class to explain (default: the top one)")
-    ex.add_argument("--layer", default=None, help="end point to take the map at (default: the last one, e.g. Mixed_5c)")
+    ex.add_argument(
+        "--layer",
+        default=None,
+        help="end point to take the map at, with Keras (default: the final one, Mixed_5c or Conv2d_7b_1x1, "
+        "computed on the engines without Keras)",
+    )
     ex.add_argument("--output", "-o", required=True, metavar="OUTDIR", help="where the PNGs go")
     _checkpoint_arg(ex)
+    _progress_arg(ex)
     ex.set_defaults(func=c.cmd_explain)
 
     m = sub.add_parser("models", help="list the model handles and whether their weights are cached")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_file
-from ..catalog import FEATURE_MAP, ModelSpec
+from ..catalog import FEATURE_MAP, FEATURES, LOGITS, ModelSpec
 from ..weights import Weights, cache_dir
 from . import Infer, Runner
 
@@ -104,7 +104,7 @@ def openvino_runner(path: Path, precision: str, threads: int) -> Runner:
         config["CACHE_DIR"] = str(path.parent / "openvino_cache")
     compiled = core.compile_model(str(path), "CPU", config)
     local = threading.local()  # an infer request is not shareable between threads
-    names = [next(iter(o.get_names())) for o in compiled.outputs]
+    names = output_names(compiled.outputs)
 
     def output(name: str) -> Infer:
         index = names.index(name)
@@ -119,6 +119,14 @@ def openvino_runner(path: Path, precision: str, threads: int) -> Runner:
         return run
 
     return _runner(names, output, "openvino")
+
+
+def output_names(outputs) -> list[str]:
+    """The name of each OpenVINO output. A tensor can carry several (the graph output's and the
+    node's that made it, e.g. {"Add_261", "logits"}) in a set whose order varies between runs:
+    take the model's own output name where it is one, else the smallest, never an arbitrary one."""
+    ours = {LOGITS, FEATURES, FEATURE_MAP}
+    return [min(sorted(names & ours) or sorted(names)) for names in (set(o.get_names()) for o in outputs)]
 
 
 def _runner(names: list[str], output: Callable[[str], Infer], backend: str) -> Runner:
