@@ -47,6 +47,7 @@ class Module:
         source: Source | None = None,
         net: Any = None,
         maps: Callable[[], Infer] | None = None,
+        head: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
@@ -58,10 +59,11 @@ class Module:
         self._features = features
         self._source = source
         self._maps = maps
-        self._head: tuple[np.ndarray, np.ndarray] | None = None
+        self._maps_run: Infer | None = None
+        self._head = head
 
     @classmethod
-    def from_runner(cls, source: Source, runner: Runner) -> Module:
+    def from_runner(cls, source: Source, runner: Runner, head: tuple[np.ndarray, np.ndarray] | None = None) -> Module:
         return cls(
             source.spec,
             runner.run,
@@ -73,6 +75,7 @@ class Module:
             source=source,
             net=runner.net,
             maps=runner.maps,
+            head=head,
         )
 
     @property
@@ -133,20 +136,18 @@ class Module:
     def feature_maps(self) -> Infer:
         """A batch function giving the final end point [N, h, w, C] (`Mixed_5c` of Inception V1,
         `Conv2d_7b_1x1` of Inception-ResNet-V2) of an ImageNet classifier, on the same weights."""
-        if self._maps is None or self._source is None or self._source.exported is not None:
+        self.head()  # both parts of a map, or neither
+        if self._maps_run is None:
+            self._maps_run = self._maps()
+        return self._maps_run
+
+    def head(self) -> tuple[np.ndarray, np.ndarray]:
+        """The classification head's weights [C, 1001] and biases [1001]."""
+        if self._maps is None or self._head is None:
             raise InputError(
                 f"{self.handle} has no class activation maps: they need an ImageNet classification "
                 "handle loaded from its checkpoint (not a feature vector or an exported file)"
             )
-        return self._maps()
-
-    def head(self) -> tuple[np.ndarray, np.ndarray]:
-        """The classification head's weights [C, 1001] and biases [1001], read once."""
-        if self._head is None:
-            names = head_variables(self.spec.arch)
-            weights = self._source.weights(progress=False)
-            w, b = (np.asarray(weights[n], np.float32) for n in names)
-            self._head = (w.reshape(-1, b.shape[-1]), b)
         return self._head
 
     def explain(self, image: Any, class_index: int | None = None) -> Explanation:
@@ -195,7 +196,13 @@ def open_source(
 
     weights = weights if weights is not None else source.weights(progress=progress)
     runner = make_runner(source.spec, weights, source.backend, source.precision, threads, source.calibration)
-    return Module.from_runner(source, runner)
+    return Module.from_runner(source, runner, _head(source.spec.arch, weights) if runner.maps else None)
+
+
+def _head(arch: str, weights: Weights) -> tuple[np.ndarray, np.ndarray]:
+    """The classification head as a [C, classes] matrix and its biases, for class activation maps."""
+    w, b = (np.asarray(weights[name], np.float32) for name in head_variables(arch))
+    return w.reshape(-1, b.shape[-1]), b
 
 
 def load(

@@ -132,7 +132,7 @@ def output_names(outputs) -> list[str]:
 def _runner(names: list[str], output: Callable[[str], Infer], backend: str) -> Runner:
     """The model's first output, its `feature_vector` output as the feature twin (a
     classifier's pooled features, computed by the same loaded model), and its `feature_map`."""
-    features = (lambda: output("feature_vector")) if len(names) > 1 and "feature_vector" in names else None
+    features = (lambda: output(FEATURES)) if len(names) > 1 and FEATURES in names else None
     maps = (lambda: output(FEATURE_MAP)) if FEATURE_MAP in names else None
     return Runner(output(names[0]), features, backend, maps=maps)
 

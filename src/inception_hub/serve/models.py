@@ -9,6 +9,7 @@ decodes and preprocesses.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import FEATURE_MAP, FEATURES, LOGITS, Signature, signatures
+from ..errors import InputError
 from ..module import Module, open_source
 from ..source import resolve_source
 
@@ -61,9 +63,8 @@ def build(name_or_path: str, checkpoint: str | None = None, backend: str | None 
     if module.labels:
         compute[LOGITS] = module
     model = ServedModel(name, module, {k: _whole(m) for k, m in compute.items()})
-    if module.labels and source.exported is None:  # class activation maps, for the model page
+    with contextlib.suppress(InputError):  # class activation maps, for the model page, where it has them
         model.compute[FEATURE_MAP] = module.feature_maps()
-        module.head()  # read now, not while answering
     model.signatures = signatures("classification" if module.labels else "feature_vector")
     probe = np.zeros((1, *model.image_size, 3), np.float32)  # also warms up (traces) each function
     model.compute_dims = {k: int(fn(probe).shape[-1]) for k, fn in model.compute.items()}
