@@ -27,18 +27,40 @@ def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
     with atomic_dir(dest) as staging:
         staging.mkdir()
         (staging / "a.txt").write_text("first")
-    with pytest.raises(InceptionHubError, match="already exists and is not empty"), atomic_dir(dest):
+    with pytest.raises(InceptionHubError, match="already exists .*not empty"), atomic_dir(dest):
         pass
-    with pytest.raises(RuntimeError), atomic_dir(dest, overwrite=True) as staging:
+    ours = lambda p: (p / "a.txt").is_file() or (p / "b.txt").is_file()  # noqa: E731
+    with pytest.raises(RuntimeError), atomic_dir(dest, overwrite=True, ours=ours) as staging:
         staging.mkdir()
         (staging / "b.txt").write_text("second")
         raise RuntimeError("interrupted")
     assert [p.name for p in dest.iterdir()] == ["a.txt"]
-    with atomic_dir(dest, overwrite=True) as staging:
+    with atomic_dir(dest, overwrite=True, ours=ours) as staging:
         staging.mkdir()
         (staging / "b.txt").write_text("second")
     assert [p.name for p in dest.iterdir()] == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_overwrite_never_removes_what_the_package_did_not_write(tmp_path):
+    """Only a folder `ours` recognises is replaced: a folder of photos, a photo or a link to them
+    named as the destination is refused, even with overwrite, and stays as it was."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"jpeg")
+    photo = tmp_path / "vacation.jpg"
+    photo.write_bytes(b"jpeg")
+    link = tmp_path / "link"
+    link.symlink_to(photos)
+    for dest in (photos, photo, link):
+        for overwrite in (False, True):
+            with pytest.raises(InceptionHubError, match="already exists"):
+                with atomic_dir(dest, overwrite=overwrite, ours=lambda p: False) as staging:
+                    staging.mkdir()
+    with pytest.raises(InceptionHubError, match="not written by inception-hub"), atomic_dir(photos, overwrite=True):
+        pass
+    assert (photos / "a.jpg").read_bytes() == b"jpeg" and photo.read_bytes() == b"jpeg" and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "photos", "vacation.jpg"]
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])

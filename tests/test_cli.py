@@ -340,6 +340,35 @@ def test_models_and_cache_show_where_weights_came_from_and_clean_orphans(photos,
     assert len(rows) == 8 and all(line.endswith("not cached") for line in rows)
 
 
+def test_export_overwrite_replaces_an_export_and_nothing_else(photos, v1_ckpt, tmp_path, capsys):
+    out = tmp_path / "onnx"
+    argv = ["export", "inception_v1", str(out), "--format", "onnx", "--checkpoint", v1_ckpt, "--no-progress"]
+    assert main(argv) == 0
+    assert main(argv) == 2 and "--overwrite to replace it" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0 and (out / "model.onnx").is_file()
+    before = sorted(p.name for p in photos.iterdir())
+    argv[2] = str(photos)
+    assert main([*argv, "--overwrite"]) == 2
+    assert "not written by inception-hub" in capsys.readouterr().err
+    assert sorted(p.name for p in photos.iterdir()) == before
+
+
+def test_cache_clean_keeps_engines_of_a_checkpoint_that_still_exists(photos, v1_ckpt, tmp_path, capsys):
+    """Engine models built with --checkpoint were labelled orphans and deleted by `cache --clean`;
+    they are kept while their checkpoint exists, and cleaned once it is gone."""
+    ckpt = tmp_path / "mine.ckpt"
+    shutil.copy(v1_ckpt, ckpt)
+    inception_hub.load("inception_v1", str(ckpt), backend="onnxruntime")
+    (engine,) = (cache_dir() / "engines" / "inception_v1").glob("*.onnx")
+    assert main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert str(engine) in out and "orphan" not in out
+    assert main(["cache", "--clean"]) == 0 and engine.exists()
+    ckpt.unlink()
+    assert main(["cache"]) == 0 and f"{engine}  (orphan: its weights are gone)" in capsys.readouterr().out
+    assert main(["cache", "--clean"]) == 0 and not engine.exists()
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_engine_classify_and_embed_never_import_tensorflow(photos, v1_ckpt, tmp_path, backend):
     code = (

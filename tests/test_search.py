@@ -140,6 +140,32 @@ def photos(tmp_path_factory):
     return root
 
 
+def test_index_output_never_replaces_what_is_not_an_index(photos, v1_ckpt, tmp_path, capsys):
+    """`index -o PHOTOS` and `-o photo.jpg` once erased what they named; now nothing is written
+    over anything but an index, and `--overwrite` replaces an index instead of growing it."""
+    model = ["--model", "inception_v1/feature_vector", "--checkpoint", v1_ckpt]
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for p in sorted((photos / "orig").iterdir())[:3]:
+        shutil.copy(p, folder / p.name)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    photo = tmp_path / "vacation.jpg"
+    shutil.copy(next(iter(sorted(folder.iterdir()))), photo)
+    photo_bytes = photo.read_bytes()
+    for out in (folder, photo):
+        for extra in ([], ["--overwrite"]):
+            code, _, err = cli(capsys, "index", str(folder), "-o", str(out), *model, *extra)
+            assert code == 2 and "is not an index" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert photo.read_bytes() == photo_bytes
+    ix = tmp_path / "ix"
+    assert cli(capsys, "index", *[str(p) for p in sorted(folder.iterdir())[:2]], "-o", str(ix), *model)[0] == 0
+    code, _, err = cli(capsys, "index", str(folder), "-o", str(ix), *model)
+    assert code == 0 and "3 photos (1 added)" in err  # grown
+    code, _, err = cli(capsys, "index", str(sorted(folder.iterdir())[0]), "-o", str(ix), *model, "--overwrite")
+    assert code == 0 and "1 photos (1 added)" in err and len(Index.load(ix)) == 1  # replaced
+
+
 def originals_first(rows: list[dict]) -> float:
     firsts = [r for r in rows if r["rank"] == 1]
     return np.mean([os.path.basename(r["path"]) == os.path.basename(r["query"])[5:] for r in firsts])

@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -51,22 +51,32 @@ def atomic_file(dest: str | os.PathLike) -> Iterator[BinaryIO]:
 
 
 @contextlib.contextmanager
-def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(
+    dest: str | os.PathLike, *, overwrite: bool = False, ours: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
     """A staging folder (not yet created) to fill; on success it replaces `dest` whole.
 
-    A non-empty `dest` is refused up front unless `overwrite`, before any work is done."""
+    An existing `dest` that is not an empty folder is refused up front, before any work is done,
+    unless `overwrite` and `ours(dest)` says it is something this package wrote (an export, an
+    index): nothing else a user names is ever removed. The old folder is moved aside before the
+    new one takes its place and deleted only then, so a failure leaves one of the two whole."""
     dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not overwrite:
-        raise InceptionHubError(f"{dest} already exists and is not empty; choose another folder")
+    if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
+        what = "a file" if not dest.is_dir() or dest.is_symlink() else "a folder that is not empty"
+        if not overwrite:
+            raise InceptionHubError(f"{dest} already exists ({what}); choose another path, or --overwrite to replace it")
+        if ours is None or dest.is_symlink() or not dest.is_dir() or not ours(dest):
+            raise InceptionHubError(
+                f"{dest} already exists and was not written by inception-hub ({what}); it is left as it is: "
+                "choose another path"
+            )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         staging = tmp / dest.name
         yield staging
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        elif dest.exists():
-            dest.unlink()
+        if dest.exists():
+            os.replace(dest, tmp / "replaced")
         os.replace(staging, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from .catalog import CARDS
 from .errors import InceptionHubError
-from .weights import cache_dir, cached_path, clean_stale, provenance, provenance_path
+from .weights import (
+    CHECKPOINTS_FILE,
+    cache_dir,
+    cached_path,
+    clean_stale,
+    provenance,
+    provenance_path,
+    recorded_checkpoints,
+)
 
 KINDS = ("weights", "downloads", "engines", "hub", "tmp")
 
@@ -33,8 +41,10 @@ def _size(path: Path) -> int:
 
 
 def _digests() -> set[str]:
-    """Digest prefixes of the weights now cached, as the derived files are named."""
-    return {p["weights_digest"][:16] for arch in CARDS if (p := provenance(arch)) and p.get("weights_digest")}
+    """Digest prefixes of the weights derived files may still come from, as they are named: the
+    cached weights, and checkpoints outside the cache (`--checkpoint`) that still exist."""
+    cached = {p["weights_digest"][:16] for arch in CARDS if (p := provenance(arch)) and p.get("weights_digest")}
+    return cached | {d for d, path in recorded_checkpoints().items() if Path(path).exists()}
 
 
 def entries() -> list[Entry]:
@@ -66,7 +76,7 @@ def remove(what: str) -> list[Path]:
     """Remove an architecture's weights (with its download), one kind of entry, or "all"."""
     root = cache_dir()
     if what == "all":
-        targets = [root / k for k in KINDS] + [root / "weights"]
+        targets = [root / k for k in KINDS] + [root / "weights", root / CHECKPOINTS_FILE]
     elif what in CARDS:
         weights = cached_path(what)
         targets = [weights, provenance_path(weights), root / "downloads" / CARDS[what].checkpoint.tarball]

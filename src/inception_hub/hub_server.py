@@ -23,7 +23,7 @@ from pathlib import Path
 from .catalog import CHANGELOG, NUM_CLASSES, ModelSpec, all_specs, resolve_published, signatures
 from .errors import InceptionHubError, UnknownHandleError, WeightsUnavailableError
 from .export import export
-from .weights import cache_dir, cache_lock, fetch, is_cached, load_weights, provenance
+from .weights import cache_dir, cache_lock, fetch, is_cached, load_weights, provenance, record_checkpoint
 
 
 class ModuleStore:
@@ -77,6 +77,8 @@ class ModuleStore:
                     for item in sorted(moddir.iterdir()):
                         tar.add(item, arcname=item.name)
                 os.replace(part, out)
+            if checkpoint is not None:
+                record_checkpoint(self.weights_digest(spec.arch), str(Path(checkpoint).resolve()))
         return out
 
 

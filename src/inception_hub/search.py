@@ -124,8 +124,9 @@ class Index:
         return keys, 1.0 - np.atleast_2d(matches.distances)
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the index folder whole (replacing an older one)."""
-        with atomic_dir(folder, overwrite=True) as staging:
+        """Write the index folder whole, replacing an older index there (and nothing else: a
+        path that holds anything but an index is refused)."""
+        with atomic_dir(folder, overwrite=True, ours=is_index) as staging:
             staging.mkdir(parents=True)
             meta = {"format": FORMAT_VERSION, "model": self.model, "dim": self.dim, "count": len(self)}
             (staging / "paths.txt").write_text("".join(p + "\n" for p in self.paths), encoding="utf-8")
@@ -167,6 +168,15 @@ class Index:
             index._graph = _graph_class().restore(str(graph), view=True)
             index._graph.expansion_search = EF_SEARCH  # a search setting: not stored in the file
         return index
+
+
+def is_index(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds an index this module wrote (and so may be replaced by a new one)."""
+    try:
+        meta = json.loads((Path(folder) / "index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "format" in meta and "model" in meta
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

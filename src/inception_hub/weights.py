@@ -38,6 +38,9 @@ class Weights(dict):
     are, wherever they came from. The digest keys every cache derived from them (engine models,
     hub modules, job manifests), so the same weights reached by two paths are converted once."""
 
+    #: The checkpoint file these weights were read from (None: the cache's own copy).
+    checkpoint: str | None = None
+
     @functools.cached_property
     def digest(self) -> str:
         return digest(self)
@@ -338,6 +341,32 @@ def _save(weights: Weights, dest: Path, origin: dict) -> Path:
     return dest
 
 
+CHECKPOINTS_FILE = "checkpoints.json"
+
+
+def record_checkpoint(digest: str, checkpoint: str) -> None:
+    """Note that files in the cache were derived from the weights of `checkpoint` (a file
+    outside it), so `cache --clean` keeps them while that file exists."""
+    known = recorded_checkpoints()
+    if known.get(digest[:16]) == checkpoint:
+        return
+    known[digest[:16]] = checkpoint
+    try:
+        with atomic_file(cache_dir() / CHECKPOINTS_FILE) as f:
+            f.write((json.dumps(known, indent=1) + "\n").encode())
+    except OSError:
+        pass  # a read-only cache keeps nothing derived either
+
+
+def recorded_checkpoints() -> dict[str, str]:
+    """Digest prefix -> the checkpoint file outside the cache that derived files came from."""
+    try:
+        known = json.loads((cache_dir() / CHECKPOINTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in known.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(known, dict) else {}
+
+
 def provenance_path(weights_file: Path) -> Path:
     return weights_file.with_suffix(".json")
 
@@ -403,7 +432,9 @@ def load_weights(arch: str, checkpoint: str | os.PathLike | None = None, *, prog
     downloading and converting the official release the first time."""
     _clean_stale_once(str(cache_dir()))
     if checkpoint is not None:
-        return validate(arch, read_checkpoint(checkpoint, arch), str(checkpoint))
+        weights = validate(arch, read_checkpoint(checkpoint, arch), str(checkpoint))
+        weights.checkpoint = os.path.abspath(checkpoint)
+        return weights
     path = cached_path(arch)
     if not path.is_file():
         path = fetch(arch, progress=progress)

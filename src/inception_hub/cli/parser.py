@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     ix = sub.add_parser("index", help="embed photos into a nearest-neighbour index (re-runs add only new photos)")
     _images_args(ix, "inception_resnet_v2/feature_vector", nargs="*")
     ix.add_argument("--output", "-o", required=True, metavar="INDEX", help="the index folder (created or grown)")
+    ix.add_argument("--overwrite", action="store_true", help="replace an existing index at INDEX instead of growing it")
     ix.add_argument(
         "--embeddings",
         action="append",

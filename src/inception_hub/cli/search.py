@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import InceptionHubError, InputError
 from ..nets import ARCHITECTURES
-from ..search import Index, groups, model_identity, stream
+from ..search import Index, groups, is_index, model_identity, stream
 from .commands import Tally, _find, _results, _run_ray
 from .parser import PROG
 
@@ -118,7 +118,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if not args.images and not args.embeddings:
         raise InputError("give photos to embed, or --embeddings PATH with the output of `inception-hub embed`")
-    index = Index.load(out) if (out / "index.json").is_file() else None
+    if out.exists() and not is_index(out) and not (out.is_dir() and not any(out.iterdir())):
+        raise InputError(f"{out} exists and is not an index; nothing was written: choose a new folder for -o")
+    index = Index.load(out) if out.exists() and is_index(out) and not args.overwrite else None
     before = len(index) if index is not None else 0
     for path in args.embeddings or ():
         index = _add_embeddings(index, path, args)

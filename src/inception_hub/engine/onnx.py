@@ -21,7 +21,7 @@ import numpy as np
 
 from ..atomic import atomic_file
 from ..catalog import FEATURE_MAP, FEATURES, LOGITS, ModelSpec
-from ..weights import Weights, cache_dir
+from ..weights import Weights, cache_dir, record_checkpoint
 from . import Infer, Runner
 
 #: Bump when the generated graph changes, so cached models are rebuilt.
@@ -36,7 +36,7 @@ def onnx_path(spec: ModelSpec, weights: Weights) -> Path:
         return path
     from ..nets.onnx_builder import build_onnx
 
-    return _store(path, build_onnx(spec.arch, spec.num_classes, weights))
+    return _store(path, build_onnx(spec.arch, spec.num_classes, weights), weights)
 
 
 def int8_path(spec: ModelSpec, weights: Weights, calibration: str | os.PathLike | None = None) -> Path:
@@ -49,13 +49,15 @@ def int8_path(spec: ModelSpec, weights: Weights, calibration: str | os.PathLike 
     path = fp32.with_name(f"{fp32.stem}-int8-{calibration_key(files)}.onnx")
     if path.is_file():
         return path
-    return _store(path, quantize(fp32, Calibration(files, spec.image_size)))
+    return _store(path, quantize(fp32, Calibration(files, spec.image_size)), weights)
 
 
-def _store(path: Path, model: bytes) -> Path:
+def _store(path: Path, model: bytes, weights: Weights) -> Path:
     try:
         with atomic_file(path) as f:
             f.write(model)
+        if weights.checkpoint is not None:
+            record_checkpoint(weights.digest, weights.checkpoint)
         return path
     except OSError as e:
         note = f"cannot cache the engine model in {path.parent} ({e.strerror or e}); using a temporary copy"

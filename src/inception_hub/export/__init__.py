@@ -12,7 +12,7 @@ from .. import __version__
 from ..atomic import atomic_dir
 from ..catalog import ModelSpec, resolve
 from ..errors import InceptionHubError, InputError
-from ..metadata import FORMATS, METADATA, describe, read_metadata, write_metadata
+from ..metadata import FORMATS, METADATA, describe, is_export, read_metadata, write_metadata
 from ..weights import Weights, load_weights
 from . import proto
 
@@ -64,7 +64,7 @@ def export(
     calibration = os.fspath(calibration) if calibration is not None else None
     if calibration is not None and not os.path.isdir(calibration):
         raise InputError(f"calibration folder {calibration} does not exist")
-    with atomic_dir(outdir, overwrite=overwrite) as staging:
+    with atomic_dir(outdir, overwrite=overwrite, ours=is_export) as staging:
         if weights is None:
             weights = load_weights(spec.arch, checkpoint, progress=progress)
         extra = {
