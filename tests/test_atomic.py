@@ -54,9 +54,9 @@ def test_overwrite_never_removes_what_the_package_did_not_write(tmp_path):
     link.symlink_to(photos)
     for dest in (photos, photo, link):
         for overwrite in (False, True):
-            with pytest.raises(InceptionHubError, match="already exists"):
-                with atomic_dir(dest, overwrite=overwrite, ours=lambda p: False) as staging:
-                    staging.mkdir()
+            refused = pytest.raises(InceptionHubError, match="already exists")
+            with refused, atomic_dir(dest, overwrite=overwrite, ours=lambda p: False) as staging:
+                staging.mkdir()
     with pytest.raises(InceptionHubError, match="not written by inception-hub"), atomic_dir(photos, overwrite=True):
         pass
     assert (photos / "a.jpg").read_bytes() == b"jpeg" and photo.read_bytes() == b"jpeg" and link.is_symlink()

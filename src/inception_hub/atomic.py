@@ -64,7 +64,9 @@ def atomic_dir(
     if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
         what = "a file" if not dest.is_dir() or dest.is_symlink() else "a folder that is not empty"
         if not overwrite:
-            raise InceptionHubError(f"{dest} already exists ({what}); choose another path, or --overwrite to replace it")
+            raise InceptionHubError(
+                f"{dest} already exists ({what}); choose another path, or --overwrite to replace it"
+            )
         if ours is None or dest.is_symlink() or not dest.is_dir() or not ours(dest):
             raise InceptionHubError(
                 f"{dest} already exists and was not written by inception-hub ({what}); it is left as it is: "

@@ -364,7 +364,9 @@ def recorded_checkpoints() -> dict[str, str]:
         known = json.loads((cache_dir() / CHECKPOINTS_FILE).read_text())
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in known.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(known, dict) else {}
+    return (
+        {k: v for k, v in known.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(known, dict) else {}
+    )
 
 
 def provenance_path(weights_file: Path) -> Path:
