@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from inception_hub import load
-from inception_hub.search import _exact, normalise
+from inception_hub.similar.index import _exact, normalise
 
 
 def install_mib(dist: str) -> float | None:

@@ -11,7 +11,7 @@ import pytest
 import inception_hub
 from conftest import IMAGES, SIZES, reference
 from inception_hub.cam import from_feature_map
-from inception_hub.catalog import FEATURE_MAP
+from inception_hub.nets.layers import FEATURE_MAP
 from inception_hub.errors import InputError
 from inception_hub.export import export
 from inception_hub.images import load_image

@@ -79,7 +79,7 @@ def test_unknown_handles_list_the_known_ones(handle):
 
 def test_every_spelling_of_every_module_resolves_to_it_and_names_its_own_cache_folder():
     from inception_hub.catalog import spellings
-    from inception_hub.hub_cache import folder_name
+    from inception_hub.tfhub.cache import folder_name
 
     folders = {}
     for spec in all_specs():

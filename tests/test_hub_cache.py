@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from conftest import reference
-from inception_hub import hub_cache
 from inception_hub.catalog import ModelSpec, resolve, spellings
 from inception_hub.cli import main
 from inception_hub.metadata import METADATA
+from inception_hub.tfhub import cache as hub_cache
 
 V1_5 = "https://tfhub.dev/google/imagenet/inception_v1/classification/5"
 IRV2_FV_4 = "https://tfhub.dev/google/imagenet/inception_resnet_v2/feature-vector/4"

@@ -143,8 +143,8 @@ def test_missing_weights_are_503_with_the_fix(hub_url):
 @pytest.fixture
 def local_hub(monkeypatch):
     """serve-hub in this process, with no weights cached; `downloads` records download attempts."""
-    from inception_hub import weights
-    from inception_hub.hub_server import ModuleStore, make_server
+    from inception_hub.tfhub.server import ModuleStore, make_server
+    from inception_hub.weights import store as weights
 
     downloads = []
     monkeypatch.delenv("INCEPTION_HUB_OFFLINE")

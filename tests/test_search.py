@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from conftest import IMAGES
-from inception_hub import search
 from inception_hub.cli import main
 from inception_hub.errors import InputError
 from inception_hub.images import decode_image
-from inception_hub.search import Index
+from inception_hub.similar import index as search
+from inception_hub.similar.index import Index
 
 MODEL = {"handle": "h", "architecture": "inception_v1", "kind": "feature_vector", "weights": "abc"}
 
@@ -368,7 +368,7 @@ def test_index_on_ray_equals_the_local_index(photos, v1_ckpt, tmp_path, capsys):
 def test_onnx_runtime_still_loads_after_an_approximate_index():
     """usearch's extension, loaded first, used to make importing ONNX Runtime segfault."""
     code = (
-        "import numpy as np; from inception_hub.search import build_graph; "
+        "import numpy as np; from inception_hub.similar.index import build_graph; "
         "build_graph([np.ones((4, 8), np.float32)]); import onnxruntime; print(onnxruntime.get_device())"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

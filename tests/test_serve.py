@@ -574,8 +574,8 @@ def test_health_metrics_and_openapi(server):
     spec = json.loads(http("GET", f"{server.url}/openapi.json")[1])
     assert spec["openapi"].startswith("3.") and "/v1/models/{name}:predict" in spec["paths"]
     # Every route the API answers is described (the page's HTML and static files are not API).
-    from inception_hub.search import Index
     from inception_hub.serve.rest import make_app
+    from inception_hub.similar.index import Index
 
     app = make_app(server.core, Index({"architecture": "inception_v1"}, 1024))
     routes = {(r.resource.canonical, r.method.lower()) for r in app.router.routes() if r.method != "HEAD"}

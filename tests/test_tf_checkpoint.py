@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import SIZES
-from inception_hub import tf_checkpoint
 from inception_hub.errors import CheckpointError
+from inception_hub.weights import tf_checkpoint
 
 
 def tf_read(prefix) -> dict[str, np.ndarray]:

@@ -20,8 +20,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from conftest import IMAGES
 from inception_hub.cli import main
 from inception_hub.images import load_image
-from inception_hub.search import Index
 from inception_hub.serve import Limits
+from inception_hub.similar.index import Index
 from test_serve import Running, http
 
 pytestmark = pytest.mark.slow  # starts servers and a browser

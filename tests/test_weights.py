@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inception_hub import weights as W
 from inception_hub.errors import CheckpointError, CheckpointMismatchError, WeightsUnavailableError
+from inception_hub.weights import store as W
 
 ARCH = "inception_v1"
 
@@ -215,7 +215,7 @@ def test_download_continues_a_partial_file_from_an_earlier_run(server):
 def test_unreachable_server_becomes_offline_help(monkeypatch):
     monkeypatch.delenv("INCEPTION_HUB_OFFLINE")
     monkeypatch.setenv("INCEPTION_HUB_MIRROR", "http://127.0.0.1:9/models")  # nothing listens on port 9
-    monkeypatch.setattr("inception_hub.download.time.sleep", lambda s: None)
+    monkeypatch.setattr("inception_hub.weights.download.time.sleep", lambda s: None)
     with pytest.raises(WeightsUnavailableError) as e:
         W.load_weights(ARCH, progress=False)
     assert "could not download the inception_v1 weights: http://127.0.0.1:9/models/inception_v1_2016_08_28" in str(
@@ -227,9 +227,9 @@ def test_unreachable_server_becomes_offline_help(monkeypatch):
 def test_a_hung_server_gets_announced_retries_then_gives_up(tmp_path, monkeypatch):
     """A server that accepts the connection and never answers: each attempt waits `timeout`,
     and each retry is announced, so the user is never left in silence for minutes."""
-    from inception_hub.download import DownloadError, download
+    from inception_hub.weights.download import DownloadError, download
 
-    monkeypatch.setattr("inception_hub.download.time.sleep", lambda s: None)
+    monkeypatch.setattr("inception_hub.weights.download.time.sleep", lambda s: None)
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
         hung.listen(8)  # connections queue up; nothing ever reads or answers them

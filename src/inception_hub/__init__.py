@@ -16,6 +16,7 @@ import importlib
 import os
 from typing import TYPE_CHECKING
 
+from ._version import __version__
 from .catalog import ModelSpec, all_specs, resolve
 from .errors import (
     CheckpointError,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from .images import load_image
     from .module import Module, load
 
-__version__ = "0.1.0"
 
 # Public names whose modules import TensorFlow: resolved on first access (PEP 562).
 _LAZY = {
@@ -59,6 +59,7 @@ def fetch(handle: str, source: str | os.PathLike | None = None, *, progress: boo
 
 
 __all__ = [
+    "__version__",
     "CheckpointError",
     "CheckpointMismatchError",
     "ImageDecodeError",

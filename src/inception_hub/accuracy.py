@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .images import IMAGE_EXTENSIONS
+from .files import IMAGE_EXTENSIONS
 from .labels import imagenet_labels, imagenet_wnids
 from .module import Module
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .errors import UnknownHandleError
 from .nets import ARCHITECTURES, NUM_CLASSES
-from .nets.layers import BATCH_NORM_MOMENTUM, Architecture
+from .nets.layers import BATCH_NORM_MOMENTUM, FEATURES, LOGITS, Architecture
 
 #: Where TF-Slim published its pretrained checkpoints (see the TF-Slim README).
 CHECKPOINT_BASE_URL = "https://download.tensorflow.org/models/"
@@ -115,12 +115,6 @@ def card(arch: str) -> ModelCard:
 
 
 # Signatures ------------------------------------------------------------------------------------
-
-#: What a signature computes: the logits, or the pooled feature vector.
-LOGITS, FEATURES = "logits", "feature_vector"
-#: The final end point [N, h, w, C] the feature vector pools: the engines' third output, for
-#: class activation maps. No published signature has it; exports leave it out.
-FEATURE_MAP = "feature_map"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
-from inception_hub.errors import ImageDecodeError
+from .errors import ImageDecodeError
+from .files import IMAGE_EXTENSIONS
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -31,11 +32,6 @@ __all__ = [
     "preprocess",
     "resize_bilinear_tf1",
 ]
-
-#: File suffixes (lower case) that :func:`decode_image` is meant for; used to pick files from folders.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
-)
 
 #: Largest image (width * height) decoded by default: Pillow's own default ``MAX_IMAGE_PIXELS`` (~89.5 MP,
 #: 256 MiB of RGB). Far more than a 224/299 network input needs, small enough that a decompression bomb

@@ -8,19 +8,19 @@ unreadable file becomes a result with an error; the run goes on.
 from __future__ import annotations
 
 import collections
-import glob
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from .batch import Decoded, decode, run_batch
 from .catalog import CENTRAL_FRACTION
-from .images import IMAGE_EXTENSIONS
+from .files import find_images
 from .module import Module
+
+__all__ = ["Result", "find_images", "run"]
 
 
 @dataclass
@@ -30,52 +30,6 @@ class Result:
     path: str
     output: np.ndarray | None = None
     error: str | None = None
-
-
-def find_images(
-    inputs: Iterable[str | os.PathLike], errors: list[tuple[str, str]] | None = None
-) -> tuple[list[str], list[str]]:
-    """Expand files, directories (recursively, image extensions only) and glob patterns.
-
-    Returns (image paths in a stable order, inputs that matched nothing). A file named
-    explicitly is kept whatever its extension, so a mislabelled image still gets its say.
-    Folders that cannot be read are added to `errors` as (path, reason) when it is given."""
-    found: list[str] = []
-    unmatched: list[str] = []
-    for item in inputs:
-        text = os.fspath(item)
-        p = Path(text)
-        if p.is_dir():
-            found.extend(_images_under(p, errors))
-        elif p.is_file():
-            found.append(text)
-        elif glob.has_magic(text):
-            hits = sorted(glob.glob(text, recursive=True))
-            files = [h for h in hits if Path(h).is_file() and Path(h).suffix.lower() in IMAGE_EXTENSIONS]
-            for h in hits:
-                if Path(h).is_dir():
-                    files.extend(_images_under(Path(h), errors))
-            if files:
-                found.extend(files)
-            else:
-                unmatched.append(text)
-        else:
-            unmatched.append(text)
-    seen: set[str] = set()
-    unique = [f for f in found if not (f in seen or seen.add(f))]
-    return unique, unmatched
-
-
-def _images_under(root: Path, errors: list[tuple[str, str]] | None) -> list[str]:
-    def unreadable(e: OSError) -> None:
-        if errors is not None:
-            errors.append((e.filename or str(root), f"cannot read the folder ({e.strerror or e})"))
-
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
-        dirnames.sort()
-        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
-    return out
 
 
 def run(

@@ -35,7 +35,7 @@ class Tally:
 def _find(images: list[str]) -> tuple[list[str], list[str]]:
     """The image paths, and the inputs that matched nothing or could not be read (each
     reported); no image at all is an error."""
-    from ..pipeline import find_images
+    from ..files import find_images
 
     errors: list[tuple[str, str]] = []
     paths, unmatched = find_images(images, errors)
@@ -192,7 +192,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from ..outputs import check_features_path, write_features
-    from ..search import model_identity
+    from ..similar.index import model_identity
 
     _check_engine(args)
     if args.engine == "ray":
@@ -326,7 +326,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_hub(args: argparse.Namespace) -> int:
-    from ..hub_server import ModuleStore, make_server
+    from ..tfhub.server import ModuleStore, make_server
 
     store = ModuleStore(_arch_checkpoints(args.checkpoint), allow_download=args.allow_download)
     server = make_server(args.host, args.port, store, quiet=args.quiet)
@@ -342,7 +342,7 @@ def cmd_serve_hub(args: argparse.Namespace) -> int:
 
 
 def cmd_install_hub_cache(args: argparse.Namespace) -> int:
-    from .. import hub_cache
+    from ..tfhub import cache as hub_cache
     from ..weights import is_cached, load_weights
 
     cache = hub_cache.tfhub_cache_dir(args.tfhub_cache_dir)
@@ -386,7 +386,7 @@ def cmd_install_hub_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .. import cache
+    from ..weights import cache
 
     if args.remove or args.clean:
         removed = cache.remove(args.remove) if args.remove else cache.clean()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import InceptionHubError, InputError
 from ..nets import ARCHITECTURES
-from ..search import Index, groups, is_index, model_identity, stream
+from ..similar.index import Index, groups, is_index, model_identity, stream
 from .commands import Tally, _find, _results, _run_ray
 from .parser import PROG
 
@@ -159,7 +159,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             sheet.append([(r.path, f"query {Path(r.path).name}")] + [(h.path, _caption(h)) for h in hits])
     _print_hits(rows, args.format)
     if args.sheet and sheet:
-        from ..sheet import contact_sheet
+        from ..similar.sheet import contact_sheet
 
         contact_sheet(sheet, args.sheet)
         shown = "" if len(sheet) == tally.inputs else f" (the first {len(sheet)} queries)"
@@ -198,7 +198,7 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
     else:
         print(text)
     if args.sheets:
-        from ..sheet import contact_sheet
+        from ..similar.sheet import contact_sheet
 
         os.makedirs(args.sheets, exist_ok=True)
         for i, g in enumerate(found, 1):

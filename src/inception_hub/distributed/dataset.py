@@ -239,7 +239,7 @@ def _as_dataset(paths_or_dataset: Any) -> ray.data.Dataset:
         return paths_or_dataset
     if isinstance(paths_or_dataset, (str, os.PathLike)):
         paths_or_dataset = [paths_or_dataset]
-    from ..pipeline import find_images
+    from ..files import find_images
 
     paths, unmatched = find_images(paths_or_dataset)
     paths += unmatched  # each becomes an error row ("no such file")

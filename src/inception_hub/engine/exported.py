@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Infer, Runner
+from .base import Infer, Runner
 
 
 def exported_runner(model_file: str | Path, backend: str, precision: str, threads: int | None = None) -> Runner:

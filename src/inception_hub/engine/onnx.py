@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_file
-from ..catalog import FEATURE_MAP, FEATURES, LOGITS, ModelSpec
+from ..catalog import ModelSpec
+from ..nets.layers import FEATURE_MAP, FEATURES, LOGITS
 from ..weights import Weights, cache_dir, record_checkpoint
-from . import Infer, Runner
+from .base import Infer, Runner
 
 #: Bump when the generated graph changes, so cached models are rebuilt.
 GRAPH_VERSION = 3

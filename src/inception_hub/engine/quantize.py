@@ -34,7 +34,7 @@ RECIPE = 1
 
 def calibration_files(directory: str | os.PathLike | None) -> list[Path]:
     """The photos to calibrate on: those under `directory`, or the bundled set."""
-    from ..pipeline import find_images
+    from ..files import find_images
 
     root = Path(directory) if directory is not None else DEFAULT_SET
     if not root.is_dir():

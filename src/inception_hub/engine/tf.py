@@ -13,7 +13,7 @@ import tensorflow as tf
 from ..catalog import ModelSpec
 from ..nets import ARCHITECTURES
 from ..nets.tf_module import InceptionNet
-from . import Runner
+from .base import Runner
 
 FEATURE_SIGNATURE = "image_feature_vector"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..atomic import atomic_dir
 from ..catalog import ModelSpec, resolve
 from ..errors import InceptionHubError, InputError

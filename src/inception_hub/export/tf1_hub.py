@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ..catalog import FEATURES, LOGITS, ModelSpec, signatures
+from ..catalog import ModelSpec, signatures
 from ..nets import ARCHITECTURES, variable_specs
-from ..nets.layers import WEIGHT_DECAY
+from ..nets.layers import FEATURES, LOGITS, WEIGHT_DECAY
 from ..nets.tf_builder import TFBuilder
 from . import proto
 

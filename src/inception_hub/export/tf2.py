@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ..catalog import LOGITS, ModelSpec, Signature
+from ..catalog import ModelSpec, Signature
 from ..catalog import signatures as catalog_signatures
 from ..labels import imagenet_labels
-from ..nets.layers import BATCH_NORM_MOMENTUM
+from ..nets.layers import BATCH_NORM_MOMENTUM, LOGITS
 from ..nets.tf_module import InceptionNet
 from .bytes_signature import BYTES_SIGNATURE, bytes_signature
 

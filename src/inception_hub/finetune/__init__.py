@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from .data import DataError, Dataset, load_dataset, scan, split
 from .model import Classifier
-from .training import FineTuneResult, run_epoch, train
+from .result import FineTuneResult
+from .training import run_epoch, train
 
 __all__ = [
     "Classifier",

@@ -13,7 +13,7 @@ import tensorflow as tf
 from ..batch import decode
 from ..catalog import CENTRAL_FRACTION
 from ..errors import InceptionHubError
-from ..images import IMAGE_EXTENSIONS
+from ..files import IMAGE_EXTENSIONS
 
 #: Training crops are taken from images resized to size / CENTRAL_FRACTION: the crop then covers
 #: the same central part that evaluation preprocessing keeps.

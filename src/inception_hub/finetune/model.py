@@ -6,7 +6,6 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -15,9 +14,7 @@ from ..catalog import ModelSpec
 from ..nets import ARCHITECTURES
 from ..nets.layers import BATCH_NORM_MOMENTUM, DROPOUT_KEEP_PROB, WEIGHT_DECAY
 from ..nets.tf_module import InceptionNet
-
-if TYPE_CHECKING:
-    from .training import FineTuneResult
+from .result import FineTuneResult
 
 
 class Classifier(tf.Module):

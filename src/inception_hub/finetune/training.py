@@ -22,24 +22,13 @@ from ..source import Source
 from ..weights import load_weights
 from .data import DataError, Dataset, augment, center_crop, load_dataset, split
 from .model import Classifier, Momentum, restore, save, snapshot
+from .result import FineTuneResult
 
 BACKBONE_LR_SCALE = 0.1
 HEAD_WARMUP_EPOCHS = 1
 DEFAULT_LEARNING_RATE = 0.01
 #: A slow BatchNorm for small datasets; precise BN (recalibrate_bn) keeps inference right.
 DEFAULT_BATCH_NORM_MOMENTUM = 0.997
-
-
-@dataclass
-class FineTuneResult:
-    """The trained model as a loaded Module, its per-epoch history, and what happened."""
-
-    module: Module
-    history: dict[str, list[float]]
-    classes: list[str]
-    best_epoch: int
-    stopped: str
-    skipped: list[tuple[str, str]]
 
 
 @dataclass

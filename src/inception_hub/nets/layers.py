@@ -25,6 +25,10 @@ DROPOUT_KEEP_PROB = 0.8
 WEIGHT_DECAY = 4e-5
 #: BatchNorm momentum of training mode: the published modules' `batch_norm_momentum` default.
 BATCH_NORM_MOMENTUM = 0.99
+#: The networks' outputs, named as the engines' graphs and the published signatures name them:
+#: the logits, the pooled feature vector, and the final end point [N, h, w, C] the features
+#: pool (for class activation maps; no published signature has it, exports leave it out).
+LOGITS, FEATURES, FEATURE_MAP = "logits", "feature_vector", "feature_map"
 #: ImageNet classes of the released checkpoints: "background" and the 1000 ILSVRC-2012 ones.
 NUM_CLASSES = 1001
 

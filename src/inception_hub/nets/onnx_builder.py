@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .layers import BN_EPSILON, Builder, pair
+from .layers import BN_EPSILON, FEATURE_MAP, FEATURES, LOGITS, Builder, pair
 
 
 def _pad(padding: str) -> str:
@@ -116,7 +116,6 @@ def build_onnx(arch: str, num_classes: int | None, weights: Mapping[str, np.ndar
     `feature_vector` (a classifier's pooled features, as its SavedModel's `image_feature_vector`
     signature gives them) and `feature_map` (the final end point, [N, h, w, C], for class
     activation maps), or only `feature_vector`."""
-    from ..catalog import FEATURE_MAP
     from . import ARCHITECTURES, build
 
     a = ARCHITECTURES[arch]
@@ -124,8 +123,8 @@ def build_onnx(arch: str, num_classes: int | None, weights: Mapping[str, np.ndar
     scaled = b.op("Sub", [b.op("Mul", ["images", b._const("two", np.array(2.0))]), b._const("one", np.array(1.0))])
     nchw = b.op("Transpose", [scaled], perm=[0, 3, 1, 2])
     out = build(b, arch, nchw, num_classes)
-    outputs = {"logits": (out, ["batch", num_classes])} if num_classes else {}
-    outputs["feature_vector"] = (b.end_points["global_pool"], ["batch", a.num_features])
+    outputs = {LOGITS: (out, ["batch", num_classes])} if num_classes else {}
+    outputs[FEATURES] = (b.end_points["global_pool"], ["batch", a.num_features])
     if num_classes:
         nhwc = b.op("Transpose", [b.end_points[a.final_endpoint]], perm=[0, 2, 3, 1])
         outputs[FEATURE_MAP] = (nhwc, ["batch", "map_height", "map_width", a.num_features])
@@ -147,7 +146,6 @@ def build_onnx(arch: str, num_classes: int | None, weights: Mapping[str, np.ndar
 def without_feature_map(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with only the published outputs: `feature_map` and the nodes that only it
     needs removed (exports carry the SavedModel signatures' outputs, nothing more)."""
-    from ..catalog import FEATURE_MAP
 
     graph = model.graph
     keep = [o for o in graph.output if o.name != FEATURE_MAP]

@@ -17,7 +17,7 @@ from aiohttp import web
 from ..catalog import resolve
 from ..errors import InceptionHubError
 from ..metadata import is_export
-from ..search import Index
+from ..similar.index import Index
 from .core import Limits, ServingCore
 from .grpc_service import make_grpc_server
 from .models import ServedModel, build

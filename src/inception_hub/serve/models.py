@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalog import FEATURE_MAP, FEATURES, LOGITS, Signature, signatures
+from ..catalog import Signature, signatures
 from ..errors import InputError
 from ..module import Module, open_source
+from ..nets.layers import FEATURE_MAP, FEATURES, LOGITS
 from ..source import resolve_source
 
 __all__ = ["FEATURES", "FEATURE_MAP", "LOGITS", "ServedModel", "Signature", "build"]

@@ -26,7 +26,7 @@ import numpy as np
 from aiohttp import HttpVersion11, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..search import Index
+from ..similar.index import Index
 from .core import InvalidArgument, ServingCore, ServingError, TooLarge, UnsupportedMediaType
 from .explain import add_routes as add_explain
 from .models import LOGITS, ServedModel

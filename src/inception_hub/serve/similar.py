@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..errors import ImageDecodeError
 from ..images import decode_image
-from ..search import Index
+from ..similar.index import Index
 from .core import InvalidArgument, NotFound, ServingCore
 from .models import FEATURES, ServedModel
 

@@ -24,11 +24,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import atomic_file
-from .catalog import KINDS, VERSIONS, ModelSpec, resolve, spellings
-from .errors import InceptionHubError
-from .metadata import METADATA
-from .nets import ARCHITECTURES
+from ..atomic import atomic_file
+from ..catalog import KINDS, VERSIONS, ModelSpec, resolve, spellings
+from ..errors import InceptionHubError
+from ..metadata import METADATA
+from ..nets import ARCHITECTURES
 
 MARK = "Installed by: inception-hub"
 

@@ -11,9 +11,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import CARDS
-from .errors import InceptionHubError
-from .weights import (
+from ..catalog import CARDS
+from ..errors import InceptionHubError
+from .store import (
     CHECKPOINTS_FILE,
     cache_dir,
     cached_path,

@@ -20,10 +20,10 @@ import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
-from .catalog import CHANGELOG, NUM_CLASSES, ModelSpec, all_specs, resolve_published, signatures
-from .errors import InceptionHubError, UnknownHandleError, WeightsUnavailableError
-from .export import export
-from .weights import cache_dir, cache_lock, fetch, is_cached, load_weights, provenance, record_checkpoint
+from ..catalog import CHANGELOG, NUM_CLASSES, ModelSpec, all_specs, resolve_published, signatures
+from ..errors import InceptionHubError, UnknownHandleError, WeightsUnavailableError
+from ..export import export
+from ..weights import cache_dir, cache_lock, fetch, is_cached, load_weights, provenance, record_checkpoint
 
 
 class ModuleStore:

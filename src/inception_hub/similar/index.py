@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir
-from .errors import InputError
+from ..atomic import atomic_dir
+from ..errors import InputError
 
 #: Below this many photos, exact search (benchmarks/search.py: faster than HNSW queries there).
 EXACT_LIMIT = 20_000

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageOps
 
-from .atomic import atomic_file
-from .errors import ImageDecodeError
-from .images import DEFAULT_MAX_PIXELS, decode_image
+from ..atomic import atomic_file
+from ..errors import ImageDecodeError
+from ..images import DEFAULT_MAX_PIXELS, decode_image
 
 THUMB = 160
 CAPTION = 28

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_file
+from ..catalog import CARDS, CheckpointSource
+from ..errors import CheckpointError, CheckpointMismatchError, WeightsUnavailableError
+from ..nets import ARCHITECTURES, variable_specs
 from . import tf_checkpoint
-from .atomic import atomic_file
-from .catalog import CARDS, CheckpointSource
 from .download import DownloadError, download
-from .errors import CheckpointError, CheckpointMismatchError, WeightsUnavailableError
-from .nets import ARCHITECTURES, variable_specs
 
 
 class Weights(dict):

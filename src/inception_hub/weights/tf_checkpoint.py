@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_BYTES = 48
