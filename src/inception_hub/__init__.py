@@ -53,9 +53,9 @@ def __getattr__(name: str):
 
 def fetch(handle: str, source: str | os.PathLike | None = None, *, progress: bool = True) -> str:
     """Download (or import from `source`) the weights for a handle into the cache; returns the path."""
-    from .weights import fetch as _fetch
+    from .weights import fetch as fetch_weights
 
-    return str(_fetch(resolve(handle).arch, source, progress=progress))
+    return str(fetch_weights(resolve(handle).arch, source, progress=progress))
 
 
 __all__ = [

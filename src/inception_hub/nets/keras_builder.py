@@ -23,7 +23,7 @@ from keras import ops
 
 from . import ARCHITECTURES
 from .blocks import Call, plan
-from .layers import BATCH_NORM_MOMENTUM, BN_EPSILON, DROPOUT_KEEP_PROB, WEIGHT_DECAY, _out_size
+from .layers import BATCH_NORM_MOMENTUM, BN_EPSILON, DROPOUT_KEEP_PROB, WEIGHT_DECAY, out_size
 
 
 @keras.saving.register_keras_serializable(package="inception_hub")
@@ -164,4 +164,4 @@ _INIT = {"weights": "glorot_uniform", "moving_variance": "ones"}
 
 
 def _spatial(x: tuple, kernel, params: dict) -> tuple[int | None, ...]:
-    return tuple(_out_size(size, k, params["stride"], params["padding"]) for size, k in zip(x[:2], kernel, strict=True))
+    return tuple(out_size(size, k, params["stride"], params["padding"]) for size, k in zip(x[:2], kernel, strict=True))

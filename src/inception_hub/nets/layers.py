@@ -154,7 +154,7 @@ class Shape:
     channels: int
 
 
-def _out_size(size: int | None, kernel: int, stride: int, padding: str) -> int | None:
+def out_size(size: int | None, kernel: int, stride: int, padding: str) -> int | None:
     if size is None:
         return None
     if padding == "SAME":
@@ -179,7 +179,7 @@ class ShapeBuilder(Builder):
 
     def _spatial(self, x: Shape, kernel: Kernel, stride: int, padding: str, channels: int) -> Shape:
         kh, kw = pair(kernel)
-        return Shape(_out_size(x.height, kh, stride, padding), _out_size(x.width, kw, stride, padding), channels)
+        return Shape(out_size(x.height, kh, stride, padding), out_size(x.width, kw, stride, padding), channels)
 
     def conv2d(self, x, filters, kernel, *, scope, stride=1, padding="SAME", batch_norm=True, activation=True):
         kh, kw = pair(kernel)

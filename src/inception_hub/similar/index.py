@@ -108,7 +108,7 @@ class Index:
         if exact is None:
             exact = len(self) <= EXACT_LIMIT
         if exact:
-            best, scores = _exact(self._parts(), queries, k)
+            best, scores = exact_top_k(self._parts(), queries, k)
         else:
             best, scores = self._hnsw(queries, k)
         return [
@@ -184,7 +184,7 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def _exact(parts: list[np.ndarray], queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def exact_top_k(parts: list[np.ndarray], queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k by dot product, reading the vectors CHUNK rows at a time (a memory-mapped index
     stays on disk), keeping the best k seen so far."""
     best = np.full((len(queries), 0), -1, np.int64)
