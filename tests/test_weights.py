@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inception_hub import weights as W
+from inception_hub.catalog import CARDS
 from inception_hub.errors import CheckpointError, CheckpointMismatchError, WeightsUnavailableError
-from inception_hub.weights import store as W
 
 ARCH = "inception_v1"
 
@@ -284,7 +285,7 @@ def test_an_oversized_archive_member_is_refused_before_extracting(tmp_path, chec
     with tarfile.open(tarball, "w:gz") as tar:
         tar.add(checkpoints[ARCH, "v1"], arcname="inception_v1.ckpt")
     real_bound = W.max_checkpoint_bytes(ARCH)
-    monkeypatch.setattr(W, "max_checkpoint_bytes", lambda arch: 1000)
+    monkeypatch.setattr(W.store, "max_checkpoint_bytes", lambda arch: 1000)
     with pytest.raises(CheckpointError, match=r"inception_v1.ckpt is \d+ bytes, more than a checkpoint"):
         W.extract_checkpoint(tarball, tmp_path, ARCH)
     assert not (tmp_path / "inception_v1.ckpt").exists()
@@ -304,9 +305,9 @@ def test_provenance_tells_an_import_from_the_release(release_tarball):
 
 
 def test_a_release_with_the_wrong_digest_is_refused_and_removed(release_tarball, monkeypatch):
-    card = W.CARDS[ARCH]
+    card = CARDS[ARCH]
     wrong = dataclasses.replace(card, checkpoint=dataclasses.replace(card.checkpoint, sha256="0" * 64))
-    monkeypatch.setitem(W.CARDS, ARCH, wrong)
+    monkeypatch.setitem(CARDS, ARCH, wrong)
     W.download_path(ARCH).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(release_tarball, W.download_path(ARCH))
     with pytest.raises(CheckpointError, match="is not the official release's"):

@@ -212,7 +212,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..weights import cache_dir, is_cached, provenance
+    from ..weights import folder, is_cached, provenance
 
     def weights(arch: str) -> str:
         if not is_cached(arch):
@@ -232,7 +232,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     print("\nShort names: inception_v1, inception_resnet_v2 (classification/5), and <name>/feature_vector.")
-    print("INPUT '+' = any size accepted. Weights cache: " + str(cache_dir() / "weights"))
+    print("INPUT '+' = any size accepted. Weights cache: " + str(folder("weights")))
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..atomic import atomic_file
 from ..catalog import ModelSpec
 from ..nets.layers import FEATURE_MAP, FEATURES, LOGITS
-from ..weights import Weights, cache_dir, record_checkpoint
+from ..weights import Weights, folder, record_checkpoint
 from .base import Infer, Runner
 
 #: Bump when the generated graph changes, so cached models are rebuilt.
@@ -32,7 +32,7 @@ GRAPH_VERSION = 3
 def onnx_path(spec: ModelSpec, weights: Weights) -> Path:
     """The converted model for these weights, converting once. Where the cache cannot be
     written (read-only, full), the model goes to a temporary file that lives with the process."""
-    path = cache_dir() / "engines" / spec.arch / f"{spec.kind}-{weights.digest[:16]}-g{GRAPH_VERSION}.onnx"
+    path = folder("engines") / spec.arch / f"{spec.kind}-{weights.digest[:16]}-g{GRAPH_VERSION}.onnx"
     if path.is_file():
         return path
     from ..nets.onnx_builder import build_onnx

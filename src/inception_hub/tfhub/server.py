@@ -23,7 +23,7 @@ from pathlib import Path
 from ..catalog import CHANGELOG, NUM_CLASSES, ModelSpec, all_specs, resolve_published, signatures
 from ..errors import InceptionHubError, UnknownHandleError, WeightsUnavailableError
 from ..export import export
-from ..weights import cache_dir, cache_lock, fetch, is_cached, load_weights, provenance, record_checkpoint
+from ..weights import cache_lock, fetch, folder, is_cached, load_weights, provenance, record_checkpoint
 
 
 class ModuleStore:
@@ -34,7 +34,7 @@ class ModuleStore:
     ) -> None:
         self.checkpoints = dict(checkpoints or {})
         self.allow_download = allow_download
-        self.root = root or cache_dir() / "hub"
+        self.root = root or folder("hub")
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._digests: dict[tuple, str] = {}

@@ -9,18 +9,15 @@ network definition. Downloaded or imported weights are converted once into
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +27,15 @@ from ..catalog import CARDS, CheckpointSource
 from ..errors import CheckpointError, CheckpointMismatchError, WeightsUnavailableError
 from ..nets import ARCHITECTURES, variable_specs
 from . import tf_checkpoint
+from .cache import (
+    cache_dir,
+    cache_lock,
+    cached_path,
+    clean_once,
+    download_path,
+    folder,
+    provenance_path,
+)
 from .download import DownloadError, download
 
 
@@ -59,11 +65,6 @@ def digest(weights: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def cache_dir() -> Path:
-    """`$INCEPTION_HUB_CACHE`, else `~/.cache/inception_hub`."""
-    return Path(os.environ.get("INCEPTION_HUB_CACHE") or Path.home() / ".cache" / "inception_hub")
-
-
 def offline() -> bool:
     return os.environ.get("INCEPTION_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
@@ -72,18 +73,6 @@ def checkpoint_url(source: CheckpointSource) -> str:
     """The release URL, or the same file under `$INCEPTION_HUB_MIRROR` when that is set."""
     mirror = os.environ.get("INCEPTION_HUB_MIRROR")
     return mirror.rstrip("/") + "/" + source.tarball if mirror else source.url
-
-
-def cached_path(arch: str) -> Path:
-    return cache_dir() / "weights" / arch / (CARDS[arch].checkpoint.stem + ".npz")
-
-
-def download_path(arch: str) -> Path:
-    return cache_dir() / "downloads" / CARDS[arch].checkpoint.tarball
-
-
-def is_cached(arch: str) -> bool:
-    return cached_path(arch).is_file()
 
 
 # Reading ---------------------------------------------------------------------------------------
@@ -159,9 +148,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _read_tarball(path: Path, arch: str | None) -> dict[str, np.ndarray]:
     # Extracted inside the cache, where a run killed meanwhile leaves nothing for long (clean_stale).
-    scratch = cache_dir() / "tmp"
+    scratch = folder("tmp")
     scratch.mkdir(parents=True, exist_ok=True)
-    _clean_stale_once(str(cache_dir()))
+    clean_once(str(cache_dir()))
     with tempfile.TemporaryDirectory(prefix="extract.", dir=scratch) as tmp:
         return _read_tf_checkpoint(str(extract_checkpoint(path, Path(tmp), arch)))
 
@@ -252,51 +241,6 @@ def _mismatch_message(arch, source, present, missing, unexpected, mismatched) ->
 
 # Cache -----------------------------------------------------------------------------------------
 
-#: A temporary file or folder untouched this long belongs to a run that died (kill -9, power loss).
-STALE_SECONDS = 3600
-
-
-@functools.cache
-def _clean_stale_once(root: str) -> None:
-    """clean_stale, once per process and cache: not a walk of the cache on every load."""
-    clean_stale(Path(root))
-
-
-def clean_stale(root: Path | None = None, now: float | None = None) -> list[Path]:
-    """Remove what killed runs left in the cache: atomic writes' `.*.tmp` files and staging
-    folders, and extraction scratch folders, untouched for STALE_SECONDS. Returns them."""
-    root = root or cache_dir()
-    now = now if now is not None else time.time()
-    removed = []
-    if not root.is_dir():
-        return removed
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        stale = [here / f for f in filenames if f.startswith(".") and f.endswith(".tmp")]
-        stale += [here / d for d in dirnames if (d.startswith(".") and "." in d[1:]) or here.name == "tmp"]
-        for p in stale:
-            try:
-                if now - p.lstat().st_mtime < STALE_SECONDS:
-                    continue
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-                removed.append(p)
-            except OSError:  # gone already, or another process's: leave it
-                continue
-    return removed
-
-
-@contextlib.contextmanager
-def cache_lock(arch: str) -> Iterator[None]:
-    """Serialize downloads and conversions of one model across processes."""
-    lock = cache_dir() / "locks" / f"{arch}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
 
 def save_npz(weights: Mapping[str, np.ndarray], dest: Path) -> Path:
     """Write weights to `dest` atomically: a reader sees the old file, or the whole new one."""
@@ -339,49 +283,6 @@ def _save(weights: Weights, dest: Path, origin: dict) -> Path:
     with atomic_file(provenance_path(dest)) as f:
         f.write(json.dumps(record, indent=1).encode())
     return dest
-
-
-CHECKPOINTS_FILE = "checkpoints.json"
-
-
-def record_checkpoint(digest: str, checkpoint: str) -> None:
-    """Note that files in the cache were derived from the weights of `checkpoint` (a file
-    outside it), so `cache --clean` keeps them while that file exists."""
-    known = recorded_checkpoints()
-    if known.get(digest[:16]) == checkpoint:
-        return
-    known[digest[:16]] = checkpoint
-    try:
-        with atomic_file(cache_dir() / CHECKPOINTS_FILE) as f:
-            f.write((json.dumps(known, indent=1) + "\n").encode())
-    except OSError:
-        pass  # a read-only cache keeps nothing derived either
-
-
-def recorded_checkpoints() -> dict[str, str]:
-    """Digest prefix -> the checkpoint file outside the cache that derived files came from."""
-    try:
-        known = json.loads((cache_dir() / CHECKPOINTS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return (
-        {k: v for k, v in known.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(known, dict) else {}
-    )
-
-
-def provenance_path(weights_file: Path) -> Path:
-    return weights_file.with_suffix(".json")
-
-
-def provenance(arch: str) -> dict | None:
-    """Where the cached weights of `arch` came from: `origin` ("release": the official tarball,
-    downloaded or placed in the downloads folder; "imported": `fetch --from`), `source`,
-    `file_sha256` and `weights_digest`; None when nothing is cached or nothing was recorded."""
-    path = provenance_path(cached_path(arch))
-    try:
-        return json.loads(path.read_text()) if cached_path(arch).is_file() else None
-    except (OSError, ValueError):
-        return None
 
 
 def _sha256(path: str | os.PathLike) -> str | None:
@@ -432,7 +333,7 @@ def _offline_help(arch: str, url: str) -> str:
 def load_weights(arch: str, checkpoint: str | os.PathLike | None = None, *, progress: bool = True) -> Weights:
     """The network's variables for `arch`: from `checkpoint` if given, else from the cache,
     downloading and converting the official release the first time."""
-    _clean_stale_once(str(cache_dir()))
+    clean_once(str(cache_dir()))
     if checkpoint is not None:
         weights = validate(arch, read_checkpoint(checkpoint, arch), str(checkpoint))
         weights.checkpoint = os.path.abspath(checkpoint)
