@@ -11,12 +11,12 @@ import pytest
 import inception_hub
 from conftest import IMAGES, SIZES, reference
 from inception_hub.cam import from_feature_map
-from inception_hub.nets.layers import FEATURE_MAP
 from inception_hub.errors import InputError
 from inception_hub.export import export
 from inception_hub.images import load_image
 from inception_hub.labels import decode_predictions
 from inception_hub.nets import ARCHITECTURES
+from inception_hub.nets.layers import FEATURE_MAP
 from inception_hub.serve import Limits
 from test_serve import Running, b64, http
 
