@@ -574,13 +574,27 @@ def test_health_metrics_and_openapi(server):
     spec = json.loads(http("GET", f"{server.url}/openapi.json")[1])
     assert spec["openapi"].startswith("3.") and "/v1/models/{name}:predict" in spec["paths"]
     # Every route the API answers is described (the page's HTML and static files are not API).
-    from inception_hub.serve.rest import make_app
+    from inception_hub.serve.app import make_app
     from inception_hub.similar.index import Index
 
     app = make_app(server.core, Index({"architecture": "inception_v1"}, 1024))
     routes = {(r.resource.canonical, r.method.lower()) for r in app.router.routes() if r.method != "HEAD"}
     page = {"/", "/models/{name}", "/static/{file}"}
     assert {(p, m) for p, m in routes if p not in page} == {(p, m) for p, ops in spec["paths"].items() for m in ops}
+
+
+def test_the_openapi_file_is_what_its_generator_writes(tmp_path, monkeypatch):
+    """tools/make_openapi.py is how the file is made: it writes every route the file describes."""
+    import importlib.util
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "make_openapi.py"
+    spec = importlib.util.spec_from_file_location("make_openapi", tool)
+    make_openapi = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_openapi)
+    monkeypatch.setattr(make_openapi, "OUT", tmp_path / "openapi.json")
+    make_openapi.main()
+    shipped = Path(inception_hub.__file__).parent / "serve" / "openapi.json"
+    assert (tmp_path / "openapi.json").read_text() == shipped.read_text()
 
 
 json_values = st.recursive(

@@ -18,7 +18,15 @@ def error(description: str) -> dict:
     }
 
 
-def post(summary: str, params: list, body: dict, ok: tuple[str, dict], bad: str) -> dict:
+def post(
+    summary: str,
+    params: list,
+    body: dict,
+    ok: tuple[str, dict],
+    bad: str,
+    missing: str = "unknown model or version",
+    too_large: str = "body or image count over the limit",
+) -> dict:
     """A POST taking images: its body, its answer, and the refusals every such request can get."""
     return {
         "post": {
@@ -28,8 +36,8 @@ def post(summary: str, params: list, body: dict, ok: tuple[str, dict], bad: str)
             "responses": {
                 "200": {"description": ok[0], "content": {"application/json": {"schema": ok[1]}}},
                 "400": error(bad),
-                "404": error("unknown model or version"),
-                "413": error("body or image count over the limit"),
+                "404": error(missing),
+                "413": error(too_large),
                 "429": error("queue full: retry later"),
                 "503": error("shutting down"),
                 "504": error("timed out"),
@@ -183,6 +191,10 @@ def main() -> None:
         }
     }
     paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}}
+    paths.update(page_routes(name, b64["properties"]["b64"]))
+    paths["/openapi.json"] = {
+        "get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3"}}}
+    }
     spec = {
         "openapi": "3.0.3",
         "info": {
@@ -190,7 +202,8 @@ def main() -> None:
             "version": "1",
             "description": (
                 "TensorFlow Serving's REST API for the Inception modules. An image is float32 [H][W][3] in [0, 1], "
-                'or a base64 JPEG/PNG as {"b64": ...}.'
+                'or a base64 JPEG/PNG as {"b64": ...}. The model page (GET /, /models/{name}) uses the same API, '
+                "and /models/{name}/explain and /models/{name}/similar besides."
             ),
         },
         "paths": paths,
@@ -200,6 +213,92 @@ def main() -> None:
     }
     OUT.write_text(json.dumps(spec, indent=1) + "\n")
     print(f"wrote {OUT}")
+
+
+def page_routes(name: dict, photo: dict) -> dict:
+    """The routes the model page calls: class activation maps, and with serve --index similar photos."""
+    one_photo = {"type": "object", "required": ["b64"], "additionalProperties": False}
+    explain_body = {
+        **one_photo,
+        "properties": {
+            "b64": photo,
+            "class": {"type": "integer", "minimum": 0, "description": "the class to map (default: the top one)"},
+        },
+    }
+    unit = {"type": "number", "minimum": 0, "maximum": 1}
+    explained = {
+        "type": "object",
+        "properties": {
+            "class": {"type": "integer"},
+            "label": {"type": "string"},
+            "heatmap": {
+                "type": "array",
+                "description": "rows of the map, values in [0, 1]",
+                "items": {"type": "array", "items": unit},
+            },
+            "central_fraction": {
+                "type": "number",
+                "description": "the share of each side of the photo the map covers, centred",
+            },
+            "predictions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "class": {"type": "integer"},
+                        "label": {"type": "string"},
+                        "score": {"type": "number"},
+                    },
+                },
+            },
+        },
+    }
+    similar_body = {
+        **one_photo,
+        "properties": {"b64": photo, "k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10}},
+    }
+    neighbour = {
+        "type": "object",
+        "properties": {
+            "rank": {"type": "integer"},
+            "name": {"type": "string"},
+            "similarity": {"type": "number", "description": "cosine similarity"},
+            "thumbnail": {"type": "string", "description": "address of the photo's thumbnail"},
+        },
+    }
+    found = {"type": "object", "properties": {"neighbours": {"type": "array", "items": neighbour}}}
+    limits = {"missing": "unknown model", "too_large": "body over the limit"}
+    index = {"name": "i", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+    return {
+        "/models/{name}/explain": post(
+            "Class activation map (Grad-CAM at the final end point) of one photo, for the model page "
+            "(ImageNet classifiers served from their checkpoint)",
+            [name],
+            explain_body,
+            ("the map over the central crop the network sees", explained),
+            "not a checkpoint classifier, malformed body, class out of range, undecodable image",
+            **limits,
+        ),
+        "/models/{name}/similar": post(
+            "The indexed photos most similar to one photo, by the model's feature vector "
+            "(only with serve --index, for models whose features the index holds)",
+            [name],
+            similar_body,
+            ("best first", found),
+            "a model whose features the index does not hold, malformed body, undecodable image",
+            **limits,
+        ),
+        "/index/thumbnails/{i}": {
+            "get": {
+                "summary": "A small JPEG of indexed photo i (only with serve --index)",
+                "parameters": [index],
+                "responses": {
+                    "200": {"description": "image/jpeg"},
+                    "404": error("no such indexed photo, or it cannot be read now"),
+                },
+            }
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -18,10 +18,11 @@ from ..catalog import resolve
 from ..errors import InceptionHubError
 from ..metadata import is_export
 from ..similar.index import Index
+from .app import make_app
 from .core import Limits, ServingCore
 from .grpc_service import make_grpc_server
 from .models import ServedModel, build
-from .rest import make_app
+from .similar import matching_models
 
 __all__ = ["Limits", "ServedModel", "ServingCore", "build", "run_server", "serve"]
 
@@ -117,14 +118,11 @@ def serve(
         ckpt = None if is_export(name) else checkpoints.get(resolve(name).arch)
         served.append(build(name, ckpt, backend))
     core = ServingCore(served, max_batch=max_batch, batch_timeout_ms=batch_timeout_ms, workers=workers, limits=limits)
-    if similar is not None:
-        from .similar import matching_models
-
-        if not matching_models(similar, core):
-            raise InceptionHubError(
-                f"{index} holds features of {similar.model.get('handle')}, which no served model computes: "
-                "serve that model (with the same weights) too"
-            )
+    if similar is not None and not matching_models(similar, core):
+        raise InceptionHubError(
+            f"{index} holds features of {similar.model.get('handle')}, which no served model computes: "
+            "serve that model (with the same weights) too"
+        )
 
     def ready(rest_port: int, bound: int | None) -> None:
         names = ", ".join(m.name for m in served)

@@ -19,13 +19,14 @@ from ..cam import from_feature_map
 from ..catalog import CENTRAL_FRACTION
 from ..errors import InputError
 from .core import InvalidArgument, ServingCore
+from .http import handle, json_object, read_body
 from .models import FEATURE_MAP, ServedModel, Signature
 
 MAPS = Signature("feature_map", FEATURE_MAP, FEATURE_MAP)  # internal: no published signature
 
 
 def add_routes(app: web.Application) -> None:
-    from .rest import _handle, _json_object, _read  # rest registers these routes
+    """POST /models/{name}/explain."""
 
     async def answer(request: web.Request, core: ServingCore, model: ServedModel) -> dict:
         if FEATURE_MAP not in model.compute:
@@ -33,8 +34,8 @@ def add_routes(app: web.Application) -> None:
                 f"model {model.name} has no class activation map: only ImageNet classifiers served from "
                 "their checkpoint have one (not feature vectors or exported files)"
             )
-        raw = await _read(request, core)
-        body = _json_object(raw, '"b64"')
+        raw = await read_body(request, core)
+        body = json_object(raw, '"b64"')
         b64, class_index = body.get("b64"), body.get("class")
         if not isinstance(b64, str):
             raise InvalidArgument('the body must hold the photo as {"b64": "<JPEG or PNG, base64>"}')
@@ -59,6 +60,6 @@ def add_routes(app: web.Application) -> None:
         }
 
     async def explain(request: web.Request) -> web.Response:
-        return await _handle(request, answer)
+        return await handle(request, answer)
 
     app.router.add_post("/models/{name:[^/:]+}/explain", explain)

@@ -16,9 +16,10 @@ from importlib import resources
 
 from aiohttp import web
 
+from ..similar.index import Index
 from .core import NotFound, ServingCore
+from .http import CORE, INDEX, MATCHING
 from .models import FEATURE_MAP, ServedModel
-from .similar import INDEX, MATCHING, Index
 
 #: Files under /static/ (nothing else is served from the package).
 STATIC = {"page.js": "text/javascript", "page.css": "text/css"}
@@ -26,9 +27,11 @@ STATIC = {"page.js": "text/javascript", "page.css": "text/css"}
 CSP = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 
 
-def add_routes(app: web.Application, core_key: web.AppKey) -> None:
+def add_routes(app: web.Application) -> None:
+    """The page at / and /models/{name}, and its files under /static/."""
+
     async def page(request: web.Request) -> web.Response:
-        core: ServingCore = request.app[core_key]
+        core: ServingCore = request.app[CORE]
         name = request.match_info.get("name")
         if name is not None and name not in core.models:
             known = ", ".join(sorted(core.models))

@@ -16,31 +16,24 @@ Errors are `{"error": "..."}` with a 4xx status; a 5xx would be a bug.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 import numpy as np
-from aiohttp import HttpVersion11, web
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..similar.index import Index
-from .core import InvalidArgument, ServingCore, ServingError, TooLarge, UnsupportedMediaType
-from .explain import add_routes as add_explain
+from .core import InvalidArgument, ServingCore, TooLarge
+from .http import CORE, expect_continue, handle, json_object, read_body, requested_model
 from .models import LOGITS, ServedModel
-from .page import add_routes as add_page
 
 INPUT = "images"
-CORE = web.AppKey("core", ServingCore)
 NAME = r"{name:[^/:]+}"
 VERSION = r"{version:[^/:]+}"
 
 
-def make_app(core: ServingCore, index: Index | None = None) -> web.Application:
-    app = web.Application(client_max_size=core.limits.max_body_bytes, middlewares=[errors_as_json])
-    app[CORE] = core
+def add_routes(app: web.Application) -> None:
+    """TF Serving's routes, both with and without a version, and /healthz, /metrics, /openapi.json."""
     r = app.router
     for prefix in (f"/v1/models/{NAME}", f"/v1/models/{NAME}/versions/{VERSION}"):
         r.add_get(prefix, status)
@@ -50,38 +43,10 @@ def make_app(core: ServingCore, index: Index | None = None) -> web.Application:
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
-    add_page(app, CORE)
-    add_explain(app)
-    if index is not None:
-        from .similar import add_routes as add_similar
-
-        add_similar(app, CORE, index)
-    return app
-
-
-@web.middleware
-async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ServingError as e:
-        return web.json_response({"error": e.message}, status=e.http_status)
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[CORE].limits.max_body_bytes
-        return web.json_response({"error": f"request body larger than {limit} bytes"}, status=413)
-    except web.HTTPException as e:
-        if e.status >= 400:
-            kept = {k: v for k, v in e.headers.items() if k in ("Allow",)}  # a 405 says what is allowed
-            return web.json_response({"error": e.reason}, status=e.status, headers=kept)
-        raise
-
-
-def _model(request: web.Request) -> ServedModel:
-    core: ServingCore = request.app[CORE]
-    return core.model(request.match_info["name"], request.match_info.get("version"))
 
 
 async def status(request: web.Request) -> web.Response:
-    model = _model(request)
+    model = requested_model(request)
     state = "UNLOADING" if request.app[CORE].draining else "AVAILABLE"
     return web.json_response(
         {
@@ -131,7 +96,7 @@ def signature_def_json(model: ServedModel) -> dict[str, Any]:
 
 
 async def metadata(request: web.Request) -> web.Response:
-    model = _model(request)
+    model = requested_model(request)
     return web.json_response(
         {
             "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
@@ -140,66 +105,17 @@ async def metadata(request: web.Request) -> web.Response:
     )
 
 
-async def expect_continue(request: web.Request) -> web.StreamResponse | None:
-    """`Expect: 100-continue` (curl sends it for large bodies): a request the server would refuse
-    is refused before its client sends the body."""
-    core: ServingCore = request.app[CORE]
-    try:
-        model = _model(request)
-        core.check_admission(model, request.content_length or core.limits.max_body_bytes)
-    except ServingError as e:
-        return web.json_response({"error": e.message}, status=e.http_status)
-    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0
-        return None
-    raise web.HTTPExpectationFailed(text=f"unknown Expect: {request.headers.get('Expect')}")
-
-
 async def predict(request: web.Request) -> web.Response:
-    return await _handle(request, _predict)
+    return await handle(request, _predict)
 
 
 async def classify(request: web.Request) -> web.Response:
-    return await _handle(request, _classify)
-
-
-Answer = Callable[[web.Request, ServingCore, ServedModel], Awaitable[dict]]
-
-
-async def _handle(request: web.Request, answer: Answer) -> web.Response:
-    """Admit, answer and count one POST: the checks that need only the headers come first."""
-    core: ServingCore = request.app[CORE]
-    started = time.perf_counter()
-    name = request.match_info["name"]
-    label = name if name in core.models else "unknown"
-    code = "OK"
-    try:
-        model = _model(request)
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
-        # Admission needs only the headers: a refused request's body is never read.
-        size = request.content_length if request.content_length is not None else core.limits.max_body_bytes
-        body = await core.admitted(model, size, lambda: answer(request, core, model))
-        return web.json_response(body, dumps=_dumps)
-    except ServingError as e:
-        code = e.grpc_code
-        raise
-    finally:
-        core.observe("rest", label, code, started)
-
-
-async def _read(request: web.Request, core: ServingCore) -> bytes:
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise TooLarge(f"request body larger than {core.limits.max_body_bytes} bytes") from None
+    return await handle(request, _classify)
 
 
 async def _predict(request: web.Request, core: ServingCore, model: ServedModel) -> dict:
     """Read, parse (off the event loop), decode and run one :predict request."""
-    raw = await _read(request, core)
+    raw = await read_body(request, core)
     loop = asyncio.get_running_loop()
     columnar, sig_name, items = await loop.run_in_executor(core.decoding, _parse, raw)
     sig = core.signature(model, sig_name)
@@ -209,7 +125,7 @@ async def _predict(request: web.Request, core: ServingCore, model: ServedModel) 
 
 async def _classify(request: web.Request, core: ServingCore, model: ServedModel) -> dict:
     """One :classify request: label/score pairs from the logits and the model's labels."""
-    raw = await _read(request, core)
+    raw = await read_body(request, core)
     sig_name, items, top_k = await asyncio.get_running_loop().run_in_executor(core.decoding, _parse_classify, raw)
     sig = core.signature(model, sig_name)
     labels = model.module.labels
@@ -230,7 +146,7 @@ IMAGE_FEATURES = ("image", "images", "image/encoded")
 
 def _parse_classify(raw: bytes) -> tuple[str | None, list, int]:
     """(signature_name, one image per example, top_k) from a Classify request body."""
-    body = _json_object(raw, '"examples"')
+    body = json_object(raw, '"examples"')
     examples, context = body.get("examples"), body.get("context", {})
     if not isinstance(examples, list) or not isinstance(context, dict):
         raise InvalidArgument('"examples" must be a list of objects and "context" an object')
@@ -251,13 +167,9 @@ def _parse_classify(raw: bytes) -> tuple[str | None, list, int]:
     return body.get("signature_name"), items, top_k
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
-
-
 def _parse(raw: bytes) -> tuple[bool, str | None, list]:
     """(columnar?, signature_name, one entry per image) from either request format."""
-    body = _json_object(raw, '"instances" or "inputs"')
+    body = json_object(raw, '"instances" or "inputs"')
     if ("instances" in body) == ("inputs" in body):
         raise InvalidArgument('the body must have exactly one of "instances" (row format) or "inputs" (columnar)')
     sig_name = body.get("signature_name")
@@ -274,19 +186,6 @@ def _parse(raw: bytes) -> tuple[bool, str | None, list]:
     if not isinstance(inputs, list):
         raise InvalidArgument(f'"inputs" must be a list of images or {{"{INPUT}": [...]}}')
     return True, sig_name, inputs
-
-
-def _json_object(raw: bytes, expected: str) -> dict:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: also over-long integers
-        raise InvalidArgument(f"the body is not valid JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument(f"the body must be a JSON object with {expected}")
-    sig_name = body.get("signature_name")
-    if sig_name is not None and not isinstance(sig_name, str):
-        raise InvalidArgument("signature_name must be a string")
-    return body
 
 
 def _unwrap(instance: Any) -> Any:

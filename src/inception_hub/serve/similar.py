@@ -22,10 +22,9 @@ from ..errors import ImageDecodeError
 from ..images import decode_image
 from ..similar.index import Index
 from .core import InvalidArgument, NotFound, ServingCore
+from .http import CORE, INDEX, MATCHING, handle, json_object, read_body
 from .models import FEATURES, ServedModel
 
-INDEX = web.AppKey("index", Index)
-MATCHING = web.AppKey("matching", frozenset)
 MAX_K = 50
 THUMB = 192
 
@@ -36,11 +35,10 @@ def matching_models(index: Index, core: ServingCore) -> frozenset[str]:
     return frozenset(name for name, m in core.models.items() if (m.module.spec.arch, m.module.identity()) == want)
 
 
-def add_routes(app: web.Application, core_key: web.AppKey, index: Index) -> None:
-    from .rest import _handle, _json_object, _read  # rest registers these routes
-
+def add_routes(app: web.Application, index: Index) -> None:
+    """The similar-photo search and the thumbnails of `index` (after the app's core is set)."""
     app[INDEX] = index
-    app[MATCHING] = matching_models(index, app[core_key])
+    app[MATCHING] = matching_models(index, app[CORE])
 
     async def answer(request: web.Request, core: ServingCore, model: ServedModel) -> dict:
         if model.name not in request.app[MATCHING]:
@@ -48,8 +46,8 @@ def add_routes(app: web.Application, core_key: web.AppKey, index: Index) -> None
                 f"the index holds features of {index.model.get('handle')}; model {model.name} computes others: "
                 f"ask one of {', '.join(sorted(request.app[MATCHING]))}"
             )
-        raw = await _read(request, core)
-        body = _json_object(raw, '"b64"')
+        raw = await read_body(request, core)
+        body = json_object(raw, '"b64"')
         b64, k = body.get("b64"), body.get("k", 10)
         if not isinstance(b64, str):
             raise InvalidArgument('the body must hold the photo as {"b64": "<JPEG or PNG, base64>"}')
@@ -72,13 +70,13 @@ def add_routes(app: web.Application, core_key: web.AppKey, index: Index) -> None
         }
 
     async def similar(request: web.Request) -> web.Response:
-        return await _handle(request, answer)
+        return await handle(request, answer)
 
     async def thumbnail(request: web.Request) -> web.Response:
         i = int(request.match_info["i"])
         if i >= len(index):
             raise NotFound(f"the index holds {len(index)} photos; there is no photo {i}")
-        core: ServingCore = request.app[core_key]
+        core: ServingCore = request.app[CORE]
         data = await asyncio.get_running_loop().run_in_executor(core.decoding, _thumbnail, index.paths[i], core)
         return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
