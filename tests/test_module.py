@@ -90,3 +90,16 @@ def test_feature_vector_twin_shares_the_tf_network(v1_ckpt, ref224):
     assert fv.net is clf.net  # one set of variables for both outputs
     assert fv.labels is None and fv.spec.kind == "feature_vector" and fv.feature_vector() is fv
     np.testing.assert_allclose(fv(x), ref["feature_vector"], atol=1e-4, rtol=0)
+
+
+def test_identity_is_the_digest_known_at_load_and_reads_nothing_again(v1_ckpt, synth_weights, monkeypatch):
+    """`embed`, `index` and `serve --index` ask a module which weights it has: the digest was
+    known when the weights were read, so asking reads and hashes no checkpoint again."""
+    from inception_hub import source as source_module
+    from inception_hub.weights import digest
+
+    clf = inception_hub.load("inception_v1", v1_ckpt, backend="onnxruntime")
+    reads = []
+    monkeypatch.setattr(source_module, "load_weights", lambda *a, **k: reads.append(a))
+    assert clf.identity() == digest(synth_weights["inception_v1"])
+    assert clf.feature_vector().identity() == clf.identity() and reads == []

@@ -48,6 +48,7 @@ class Module:
         net: Any = None,
         maps: Callable[[], Infer] | None = None,
         head: tuple[np.ndarray, np.ndarray] | None = None,
+        identity: str | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
@@ -61,9 +62,16 @@ class Module:
         self._maps = maps
         self._maps_run: Infer | None = None
         self._head = head
+        self._identity = identity
 
     @classmethod
-    def from_runner(cls, source: Source, runner: Runner, head: tuple[np.ndarray, np.ndarray] | None = None) -> Module:
+    def from_runner(
+        cls,
+        source: Source,
+        runner: Runner,
+        head: tuple[np.ndarray, np.ndarray] | None = None,
+        identity: str | None = None,
+    ) -> Module:
         return cls(
             source.spec,
             runner.run,
@@ -76,6 +84,7 @@ class Module:
             net=runner.net,
             maps=runner.maps,
             head=head,
+            identity=identity,
         )
 
     @property
@@ -128,6 +137,8 @@ class Module:
                 image_size=self.expected_image_size,
                 backend=self.backend,
                 net=self.net,
+                source=self._source,  # the same weights: the same identity, found when asked
+                identity=self._identity,
             )
         if self._source is None:
             raise InputError(f"{self.handle} has no feature-vector output")
@@ -163,8 +174,11 @@ class Module:
         return from_feature_map(run(x)[0], w, b, class_index, self.labels)
 
     def identity(self) -> str:
-        """Which weights compute this module: their digest, or an exported model's file and time."""
-        return self._source.identity() if self._source is not None else self.handle
+        """Which weights compute this module: their digest (known since they were loaded, so
+        never read again), or an exported model's file and time."""
+        if self._identity is None:
+            self._identity = self._source.identity() if self._source is not None else self.handle
+        return self._identity
 
     def check_images(self, images: Any) -> np.ndarray:
         """The input contract, checked up front so mistakes get a message instead of a TF error."""
@@ -196,7 +210,8 @@ def open_source(
 
     weights = weights if weights is not None else source.weights(progress=progress)
     runner = make_runner(source.spec, weights, source.backend, source.precision, threads, source.calibration)
-    return Module.from_runner(source, runner, _head(source.spec.arch, weights) if runner.maps else None)
+    head = _head(source.spec.arch, weights) if runner.maps else None
+    return Module.from_runner(source, runner, head, identity=weights.digest)
 
 
 def _head(arch: str, weights: Weights) -> tuple[np.ndarray, np.ndarray]:
