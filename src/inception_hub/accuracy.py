@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .files import IMAGE_EXTENSIONS
+from .files import is_hidden, is_image_name, walk
 from .labels import imagenet_labels, imagenet_wnids
 from .module import Module
 
@@ -55,7 +55,7 @@ def find_samples(data: str | os.PathLike, csv_file: str | os.PathLike | None = N
     if csv_file is not None:
         samples = _from_csv(root, Path(csv_file))
     else:
-        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p))
         samples = [Sample(str(f), folder.name) for folder in folders for f in _images(folder)]
         if not folders:
             samples = [Sample(str(f), f.name.split("_")[0]) for f in _images(root) if WNID.fullmatch(f.name[:9])]
@@ -68,7 +68,7 @@ def find_samples(data: str | os.PathLike, csv_file: str | os.PathLike | None = N
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return [Path(p) for p in walk(folder)]
 
 
 def _from_csv(root: Path, table: Path) -> list[Sample]:
@@ -77,7 +77,7 @@ def _from_csv(root: Path, table: Path) -> list[Sample]:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {table}: {e}") from None
     present = {p.name: p for p in root.iterdir() if p.is_file()}
-    stems = {p.stem: p for p in present.values() if p.suffix.lower() in IMAGE_EXTENSIONS}
+    stems = {p.stem: p for p in present.values() if is_image_name(p)}
     samples = []
     for i, row in enumerate(rows):
         if len(row) < 2 or not row[1].split():
@@ -286,6 +286,7 @@ class _Fanout:
             raise InputError(f"the variants expect different image sizes {sorted(sizes)}; evaluate them separately")
         self.runs = runs
         self.expected_image_size = runs[0].module.expected_image_size
+        self.spec = runs[0].module.spec  # one network: one card, so one preprocessing
         self.output_dim = 0
         self.rows = 0
 

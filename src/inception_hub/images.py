@@ -1,7 +1,7 @@
 """Image decoding and TF-Slim evaluation preprocessing, without building a TensorFlow graph.
 
 The network modules take float32 RGB in [0, 1]. To give the same numbers as the original TF-Slim
-pipeline (``decode_jpeg -> convert_image_dtype -> central_crop(0.875) -> resize_bilinear`` with the TF1
+pipeline (``decode_jpeg -> convert_image_dtype -> central_crop(central_fraction) -> resize_bilinear`` with the TF1
 ``align_corners=False, half_pixel_centers=False`` semantics), this module re-implements the crop and
 the resize in numpy, bit for bit, and decodes JPEGs as TensorFlow's decoder does (libjpeg-turbo's
 fast integer IDCT; see :func:`decode_image` for why), without TensorFlow.
@@ -19,6 +19,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
+from .catalog import CENTRAL_FRACTION
 from .errors import ImageDecodeError
 from .files import IMAGE_EXTENSIONS
 
@@ -237,7 +238,7 @@ def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ geometry
 
 
-def central_crop_box(height: int, width: int, fraction: float = 0.875) -> tuple[int, int, int, int]:
+def central_crop_box(height: int, width: int, fraction: float = CENTRAL_FRACTION) -> tuple[int, int, int, int]:
     """``(top, left, crop_height, crop_width)`` of ``tf.image.central_crop(image, fraction)``.
 
     TF computes the offset in float64 and truncates it, and the size as what remains after removing that
@@ -335,7 +336,7 @@ def preprocess(
     image_u8: np.ndarray,
     size: tuple[int, int],
     *,
-    central_fraction: float | None = 0.875,
+    central_fraction: float | None = CENTRAL_FRACTION,
 ) -> np.ndarray:
     """TF-Slim evaluation preprocessing: float32 ``[height, width, 3]`` in [0, 1], the module input.
 
@@ -366,7 +367,7 @@ def load_image(
     source: str | os.PathLike[str] | bytes,
     size: tuple[int, int],
     *,
-    central_fraction: float | None = 0.875,
+    central_fraction: float | None = CENTRAL_FRACTION,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """:func:`decode_image` then :func:`preprocess`: a file to the float32 [0, 1] module input."""

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batch import Decoded, decode, run_batch
-from .catalog import CENTRAL_FRACTION
 from .files import find_images
 from .module import Module
 
@@ -38,15 +37,14 @@ def run(
     *,
     batch_size: int = 32,
     workers: int | None = None,
-    central_fraction: float | None = CENTRAL_FRACTION,
 ) -> Iterator[Result]:
-    """Yield one Result per path, in input order."""
-    size = module.expected_image_size
+    """Yield one Result per path, in input order, preprocessed as the module's card says."""
+    size, crop = module.expected_image_size, module.spec.card.central_fraction
     workers = workers or min(8, os.cpu_count() or 1)
     ahead = 2 * batch_size  # decoded images waiting for the model, at most
 
     def one(path: str) -> Decoded:
-        return decode(path, size, central_fraction=central_fraction)
+        return decode(path, size, central_fraction=crop)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
         pending: collections.deque[tuple[str, Future]] = collections.deque()

@@ -4,7 +4,7 @@ Triton or KServe can serve photos with no client code.
 Input `image_bytes`: a batch of encoded JPEG, PNG, GIF (first frame) or BMP files (`tf.string
 [None]`; TF Serving's REST API takes them as `{"b64": "..."}`). Each is decoded and preprocessed
 inside the graph as `classify` does it: `tf.io.decode_image` (JPEG with libjpeg-turbo's fast
-integer IDCT, the decoder `classify` reproduces), pixels / 255, `central_crop(0.875)`, TF1
+integer IDCT, the decoder `classify` reproduces), pixels / 255, `central_crop(central_fraction)`, TF1
 bilinear resize to the model's size, clipped to [0, 1]. Outputs: `logits`, and the top 5
 `classes` (int64), `scores` (softmax probabilities) and `labels` (strings); a feature-vector
 model outputs `feature_vector`. Two things TensorFlow's decoders do not do, and `classify` does:
@@ -18,14 +18,12 @@ from typing import Any
 
 import tensorflow as tf
 
-from ..catalog import CENTRAL_FRACTION
-
 BYTES_SIGNATURE = "serving_bytes"
 BYTES_INPUT = "image_bytes"
 TOP_K = 5
 
 
-def preprocess_bytes(data: tf.Tensor, size: tuple[int, int], central_fraction: float = CENTRAL_FRACTION) -> tf.Tensor:
+def preprocess_bytes(data: tf.Tensor, size: tuple[int, int], central_fraction: float) -> tf.Tensor:
     """One encoded image to the float32 [H, W, 3] module input, as `images.load_image` does."""
     image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
     image = tf.image.convert_image_dtype(image, tf.float32)  # times float32(1/255)
@@ -37,16 +35,17 @@ def preprocess_bytes(data: tf.Tensor, size: tuple[int, int], central_fraction: f
 
 
 def bytes_signature(
-    net: Any, size: tuple[int, int], labels: Sequence[str] | None
+    net: Any, size: tuple[int, int], labels: Sequence[str] | None, central_fraction: float
 ) -> tf.types.experimental.ConcreteFunction:
-    """The signature for `net` (an InceptionNet or a fine-tuned classifier) at input `size`;
-    `labels` names its classes (None: a feature-vector model)."""
+    """The signature for `net` (an InceptionNet or a fine-tuned classifier) at input `size`,
+    cropping `central_fraction` (the card's) first; `labels` names its classes (None: a
+    feature-vector model)."""
     label_table = tf.constant(list(labels)) if labels else None
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
     def serve(image_bytes):
         images = tf.map_fn(
-            lambda data: preprocess_bytes(data, size),
+            lambda data: preprocess_bytes(data, size, central_fraction),
             image_bytes,
             fn_output_signature=tf.TensorSpec([*size, 3], tf.float32),
         )

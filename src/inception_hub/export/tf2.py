@@ -79,7 +79,7 @@ def signatures(
     out = {name: concrete(sig) for name, sig in catalog_signatures(spec.kind).items()}
     if labels is None and spec.kind == "classification":
         labels = imagenet_labels()
-    out[BYTES_SIGNATURE] = bytes_signature(net, size or spec.image_size, labels)
+    out[BYTES_SIGNATURE] = bytes_signature(net, size or spec.image_size, labels, spec.card.central_fraction)
     return out
 
 

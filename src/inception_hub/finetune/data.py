@@ -11,13 +11,9 @@ import numpy as np
 import tensorflow as tf
 
 from ..batch import decode
-from ..catalog import CENTRAL_FRACTION
 from ..errors import InceptionHubError
-from ..files import IMAGE_EXTENSIONS
+from ..files import is_hidden, is_image_name, walk
 
-#: Training crops are taken from images resized to size / CENTRAL_FRACTION: the crop then covers
-#: the same central part that evaluation preprocessing keeps.
-CROP_FRACTION = CENTRAL_FRACTION
 BRIGHTNESS_DELTA = 0.2
 
 
@@ -27,7 +23,7 @@ class DataError(InceptionHubError):
 
 @dataclass
 class Dataset:
-    """Decoded images (uint8, size / CROP_FRACTION square), their labels and the class names."""
+    """Decoded images (uint8, size / central_fraction square), their labels and the class names."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -40,26 +36,26 @@ def scan(data_dir: str | os.PathLike) -> tuple[list[str], list[tuple[str, int]]]
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"{root} is not a directory; expected one subfolder of images per class")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p))
     if len(classes) < 2:
         raise DataError(f"{root} has {len(classes)} class folder(s); a classifier needs at least 2 (one per class)")
-    files = []
-    for index, name in enumerate(classes):
-        for dirpath, dirnames, filenames in os.walk(root / name):
-            dirnames.sort()
-            files.extend((os.path.join(dirpath, f), index) for f in sorted(filenames) if not f.startswith("."))
+    files = [(path, index) for index, name in enumerate(classes) for path in walk(root / name, images_only=False)]
     return classes, files
 
 
-def load_dataset(data_dir: str | os.PathLike, image_size: int, workers: int | None = None) -> Dataset:
-    """Decode every image once. Unreadable or unsupported files are skipped (and listed in
-    `skipped`); a class left without images is an error."""
+def load_dataset(
+    data_dir: str | os.PathLike, image_size: int, central_fraction: float, workers: int | None = None
+) -> Dataset:
+    """Decode every image once, resized to image_size / central_fraction: the training crops then
+    cover the central part evaluation keeps (the card's `central_fraction`). Unreadable or
+    unsupported files are skipped (and listed in `skipped`); a class left without images is an
+    error."""
     classes, files = scan(data_dir)
-    base = round(image_size / CROP_FRACTION)
+    base = round(image_size / central_fraction)
 
     def read(item: tuple[str, int]) -> np.ndarray | str:
         path, _ = item
-        if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
+        if not is_image_name(path):
             return "unsupported file type"
         img = decode(path, (base, base), central_fraction=None)  # the random crop comes later
         return img if isinstance(img, str) else np.round(img * 255).astype(np.uint8)

@@ -111,7 +111,7 @@ def train(
     size = image_size or spec.image_size[0]
     if not 0.0 <= validation_split < 1.0:
         raise DataError(f"validation split must be in [0, 1), got {validation_split}")
-    data = load_dataset(data_dir, size)
+    data = load_dataset(data_dir, size, spec.card.central_fraction)
     for path, reason in data.skipped:
         log(f"warning: skipping {path}: {reason}")
     train_idx, val_idx = split(data.labels, validation_split, seed)
