@@ -230,9 +230,12 @@ class ServingCore:
             raise InvalidArgument(f"a request holds 1 to {self.limits.max_images} images, got {len(encoded)}")
         loop = asyncio.get_running_loop()
         size, max_pixels = model.image_size, self.limits.max_pixels
-        images = await asyncio.gather(
-            *(loop.run_in_executor(self.decoding, lambda d=d: decode(d, size, max_pixels=max_pixels)) for d in encoded)
-        )
+        crop = model.module.spec.card.central_fraction
+
+        def one(data: bytes):
+            return decode(data, size, central_fraction=crop, max_pixels=max_pixels)
+
+        images = await asyncio.gather(*(loop.run_in_executor(self.decoding, one, d) for d in encoded))
         for image in images:
             if isinstance(image, str):
                 raise InvalidArgument(f"cannot decode image: {image}")

@@ -16,7 +16,6 @@ import asyncio
 from aiohttp import web
 
 from ..cam import from_feature_map
-from ..catalog import CENTRAL_FRACTION
 from ..errors import InputError
 from .core import InvalidArgument, ServingCore
 from .http import handle, json_object, read_body
@@ -55,7 +54,7 @@ def add_routes(app: web.Application) -> None:
             "class": e.class_index,
             "label": labels[e.class_index],
             "heatmap": e.heatmap.round(4).tolist(),
-            "central_fraction": CENTRAL_FRACTION,  # what the decoder applied
+            "central_fraction": model.module.spec.card.central_fraction,  # what the decoder applied
             "predictions": [{"class": p.index, "label": p.label, "score": p.score} for p in e.predictions],
         }
 
