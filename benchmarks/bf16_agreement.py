@@ -11,27 +11,13 @@ trained network's, so this is a pessimistic stand-in for agreement on real predi
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
+from common import RESULTS, SHARED, ensure_checkpoint, own_cache, photos, write_json
 
 import inception_hub
-from inception_hub.pipeline import find_images, run
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-
-
-def synthetic_checkpoint(arch: str) -> str:
-    out = ROOT / "benchmarks" / ".cache" / f"{arch}.ckpt"
-    if not out.exists():
-        spec = importlib.util.spec_from_file_location("synth", SHARED / "reference" / "synth_checkpoint.py")
-        synth = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(synth)
-        synth.write_checkpoint(synth.synth_weights(arch, 0), str(out), "v1")
-    return str(out)
+from inception_hub.pipeline import run
 
 
 def outputs(module, paths: list[str]) -> np.ndarray:
@@ -43,12 +29,13 @@ def main() -> None:
     p.add_argument("--images", default=str(SHARED / "images"))
     p.add_argument("--models", default="inception_v1,inception_resnet_v2")
     p.add_argument("--official", action="store_true")
-    p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bf16_agreement.json"))
+    p.add_argument("--json", default=str(RESULTS / "bf16_agreement.json"))
     args = p.parse_args()
-    paths, _ = find_images([args.images])
+    paths = photos(args.images)
+    own_cache()
     results = {}
     for arch in args.models.split(","):
-        ckpt = None if args.official else synthetic_checkpoint(arch)
+        ckpt = None if args.official else ensure_checkpoint(arch)
         exact = outputs(inception_hub.load(arch, ckpt, backend="openvino", progress=False), paths)
         fast = outputs(inception_hub.load(arch, ckpt, precision="bf16", progress=False), paths)
         top5 = np.argsort(-exact, 1)[:, :5], np.argsort(-fast, 1)[:, :5]
@@ -61,8 +48,7 @@ def main() -> None:
             "weights": "official" if args.official else "synthetic",
         }
         print(arch, json.dumps(results[arch]), flush=True)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    write_json(args.json, results, indent=1)
 
 
 if __name__ == "__main__":

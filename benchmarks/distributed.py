@@ -17,9 +17,7 @@ steady rate grows with the actors (see the README).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -27,10 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import CACHE, SHARED, ensure_checkpoint, own_cache  # noqa: E402
+from common import CACHE, PHOTOS, REFERENCE, cpu_count, cpu_name, ensure_checkpoint, log, own_cache, photos, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 FEW = 8
 
 CONFIGS = {
@@ -42,7 +38,7 @@ CONFIGS = {
 
 
 def images_folder(source: Path, count: int, dest: Path) -> Path:
-    files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))[:count]
+    files = [Path(f) for f in photos(source, count)]
     if len(files) < count:
         raise SystemExit(f"only {len(files)} images in {source}")
     dest.mkdir(parents=True)
@@ -68,10 +64,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="inception_v1", help="inception_v1 or inception_resnet_v2")
     p.add_argument("--images", type=int, default=900, help="the first N sorted JPEGs of --image-dir")
-    p.add_argument("--image-dir", type=Path, default=SHARED / "images" / "imagenet-sample")
+    p.add_argument("--image-dir", type=Path, default=PHOTOS)
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ", ".join(CONFIGS))
     p.add_argument("--checkpoint-dir", type=Path, default=CACHE / "checkpoints", help="synthetic checkpoints")
-    p.add_argument("--reference-dir", type=Path, default=SHARED / "reference", help="has synth_checkpoint.py")
+    p.add_argument("--reference-dir", type=Path, default=REFERENCE, help="has synth_checkpoint.py")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     if args.images <= FEW:
@@ -101,11 +97,9 @@ def main() -> None:
                 "end_to_end_ips": args.images / t_many,
                 "steady_ips": steady,
             }
-            print(f"  {name}: {t_few:.1f}s for {FEW}, {t_many:.1f}s for {args.images}", file=sys.stderr, flush=True)
+            log(f"  {name}: {t_few:.1f}s for {FEW}, {t_many:.1f}s for {args.images}")
     base = results.get("local")
-    print(
-        f"embed {args.model}, {args.images} images, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
-    )
+    print(f"embed {args.model}, {args.images} images, {cpu_count()} CPUs, {cpu_name()}")
     print(f"{'configuration':<22} {'start-up s':>10} {'total s':>8} {'img/s':>7} {'steady img/s':>13} {'vs local':>9}")
     for name, r in results.items():
         ratio = f"{r['steady_ips'] / base['steady_ips']:.2f}x" if base else "-"
@@ -114,9 +108,7 @@ def main() -> None:
             f"{r['steady_ips']:>13.1f} {ratio:>9}"
         )
     if args.json:
-        args.json.write_text(
-            json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1)
-        )
+        write_json(args.json, {"settings": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1)
 
 
 if __name__ == "__main__":

@@ -10,23 +10,21 @@ plus model-only batch-32 images/s. Synthetic weights; the fp32 models of the eng
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from int8_quantizers import SHARED, SIZES, ov_model, synthetic_weights
-
-ROOT = Path(__file__).resolve().parents[1]
+from common import CACHE, RESULTS, SIZES, cpu_count, own_cache, photos, write_json
+from int8_quantizers import ov_model, synthetic_weights
 
 
 def ort(path: Path, spinning: bool) -> Callable:
     import onnxruntime as rt
 
     options = rt.SessionOptions()
-    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    options.intra_op_num_threads = cpu_count()
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     session = rt.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"images": np.ascontiguousarray(x, np.float32)})[0]
@@ -37,9 +35,10 @@ def main() -> None:
     p.add_argument("--models", default="inception_v1,inception_resnet_v2")
     p.add_argument("--images", type=int, default=96)
     p.add_argument("--repeat", type=int, default=2)
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "engine_settings.json")
+    p.add_argument("--json", type=Path, default=RESULTS / "engine_settings.json")
     args = p.parse_args()
-    os.environ.setdefault("INCEPTION_HUB_CACHE", str(ROOT / "benchmarks" / ".cache" / "hub"))
+    own_cache()
+    os.environ.setdefault("INCEPTION_HUB_CACHE", str(CACHE / "hub"))
     from inception_hub import pipeline
     from inception_hub.engine import Runner
     from inception_hub.engine.onnx import onnx_path
@@ -47,7 +46,7 @@ def main() -> None:
     from inception_hub.module import Module
     from inception_hub.source import resolve_source
 
-    paths = [str(p) for p in sorted((SHARED / "images" / "imagenet-sample").glob("*.JPEG"))[: args.images]]
+    paths = photos(limit=args.images)
     results = {}
     for arch in args.models.split(","):
         size = SIZES[arch]
@@ -79,7 +78,7 @@ def main() -> None:
         print(f"## {arch}\n| variant | b32 img/s | end-to-end img/s |\n|---|--:|--:|")
         for name, r in best.items():
             print(f"| {name} | {r['b32']:.1f} | {r['e2e']:.1f} |")
-    args.json.write_text(json.dumps({"images": len(paths), "models": results}, indent=2) + "\n")
+    write_json(args.json, {"images": len(paths), "models": results})
 
 
 if __name__ == "__main__":

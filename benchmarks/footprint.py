@@ -1,6 +1,6 @@
 """What inception-hub costs besides throughput: the CPU's usable peak, start-up, memory, install size,
-and how far int8 moves the answers. Used by throughput.py; `python benchmarks/footprint.py install`
-measures the lean install alone.
+and how far int8 moves the answers. Used by throughput.py (through measure.py and startup.py);
+`python benchmarks/footprint.py install` measures the lean install alone.
 
 - Peak: the best float32 GFLOP/s of the engines' own kernels (ONNX Runtime's 3x3 convolution, TF's
   and numpy's matmul). numpy's BLAS can be throttled (OPENBLAS_CORETYPE), so it is not the peak alone.
@@ -23,8 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT
 
 
 def _best_gflops(run: Callable[[], object], flops: float, repeat: int) -> float:

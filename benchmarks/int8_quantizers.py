@@ -12,27 +12,21 @@ engines that run it; and each int8 model's agreement with fp32 on N photos. Synt
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+from common import CACHE, RESULTS, SIZES, own_cache, photos, synth_module, write_json
 from footprint import agreement
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-SIZES = {"inception_v1": 224, "inception_resnet_v2": 299}
+from measure import best_rate
 
 
 def synthetic_weights(arch: str):
+    """Synthetic weights for `arch` (official names and shapes, seed 0), validated as a checkpoint's would be."""
     from inception_hub.weights import validate
 
-    spec = importlib.util.spec_from_file_location("synth", SHARED / "reference" / "synth_checkpoint.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return validate(arch, mod.synth_weights(arch, 0))
+    return validate(arch, synth_module().synth_weights(arch, 0))
 
 
 def ort_session(path: Path):
@@ -65,15 +59,9 @@ def nncf_quantize(fp32: Path, calibration) -> object:
 
 
 def rate(run, x, repeat: int, min_time: float) -> float:
+    """Best images/s of `run` on the batch `x` after one untimed call."""
     run(x)
-    best = 0.0
-    for _ in range(repeat):
-        start, n = time.perf_counter(), 0
-        while (elapsed := time.perf_counter() - start) < min_time or n == 0:
-            run(x)
-            n += 1
-        best = max(best, n * len(x) / elapsed)
-    return best
+    return best_rate(lambda: (run(x), len(x))[1], repeat, min_time)["best"]
 
 
 def main() -> None:
@@ -82,15 +70,16 @@ def main() -> None:
     p.add_argument("--images", type=int, default=128)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--min-time", type=float, default=2.0)
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "int8_quantizers.json")
+    p.add_argument("--json", type=Path, default=RESULTS / "int8_quantizers.json")
     args = p.parse_args()
-    os.environ.setdefault("INCEPTION_HUB_CACHE", str(ROOT / "benchmarks" / ".cache" / "hub"))
+    own_cache()
+    os.environ.setdefault("INCEPTION_HUB_CACHE", str(CACHE / "hub"))
     from inception_hub.catalog import resolve
     from inception_hub.engine.onnx import onnx_path
     from inception_hub.engine.quantize import Calibration, calibration_files, quantize
     from inception_hub.images import load_image
 
-    paths = sorted((SHARED / "images" / "imagenet-sample").glob("*.JPEG"))[: args.images]
+    paths = photos(limit=args.images)
     results = {}
     for arch in args.models.split(","):
         size = SIZES[arch]
@@ -133,7 +122,7 @@ def main() -> None:
             print(f"| {name} | {r['b32_img_s']:.1f} | {r['vs_fp32']:.2f} | {r.get('top1_agreement', 1):.3f} "
                   f"| {r.get('top1_in_fp32_top5', 1):.3f} |")  # fmt: skip
         qdq.unlink()
-    args.json.write_text(json.dumps({"images": len(paths), "models": results}, indent=2) + "\n")
+    write_json(args.json, {"images": len(paths), "models": results})
 
 
 if __name__ == "__main__":

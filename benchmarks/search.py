@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import io
-import json
 import os
 import tempfile
 import time
@@ -23,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from common import photos, write_json
 from PIL import Image
 
 from inception_hub import load
@@ -53,7 +53,7 @@ def photo_vectors(folder: str, checkpoint: str | None, limit: int) -> tuple[np.n
     from inception_hub import pipeline
 
     model = load("inception_v1/feature_vector", checkpoint, progress=False)
-    files = sorted(Path(folder).glob("*.JPEG"))[:limit]
+    files = [Path(f) for f in photos(folder, limit)]
 
     def embed(items: list) -> np.ndarray:
         return normalise(np.stack([r.output for r in pipeline.run(model, items, batch_size=32)]))
@@ -207,7 +207,7 @@ def main() -> None:
         )
     print("install size (MiB):", {k: None if v is None else round(v, 1) for k, v in sizes.items()})
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "install_mib": sizes}, indent=1) + "\n")
+        write_json(args.json, {"rows": rows, "install_mib": sizes}, indent=1)
 
 
 if __name__ == "__main__":

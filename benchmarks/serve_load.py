@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import ROOT, cpu_count, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "src" / "inception_hub" / "data" / "samples"
 
 
@@ -247,7 +247,7 @@ def main() -> None:
         r = hostile(args, env)
         print(
             f"{r['clients']} clients x {args.seconds:g}s posting {r['request_mb']:.1f} MB requests "
-            f"(64 photos each), {r['slow_clients']} slow bodies; {os.cpu_count()} CPUs"
+            f"(64 photos each), {r['slow_clients']} slow bodies; {cpu_count()} CPUs"
         )
         print(f"answers: {r['codes']}; 5xx other than 503/504: {r['server_errors']}")
         print(
@@ -259,12 +259,10 @@ def main() -> None:
             f"{r['rss_after_mib']:.0f} MiB after (--max-inflight-mb {r['max_inflight_mb']:g})"
         )
         if args.json:
-            Path(args.json).write_text(json.dumps({"settings": vars(args), "hostile": r}, indent=1))
+            write_json(args.json, {"settings": vars(args), "hostile": r}, indent=1)
         return
     results = [run(args, 1, env), run(args, args.max_batch, env)]
-    print(
-        f"{args.clients} clients x {args.seconds:g}s, model {args.model}, one JPEG per request, {os.cpu_count()} CPUs"
-    )
+    print(f"{args.clients} clients x {args.seconds:g}s, model {args.model}, one JPEG per request, {cpu_count()} CPUs")
     print(f"{'max_batch':>9} {'requests':>9} {'errors':>6} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for r in results:
         print(
@@ -274,7 +272,7 @@ def main() -> None:
     ratio = results[1]["images_per_s"] / max(results[0]["images_per_s"], 1e-9)
     print(f"dynamic batching (max {args.max_batch}) / batch-1 throughput: {ratio:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"settings": vars(args), "results": results, "ratio": ratio}, indent=1))
+        write_json(args.json, {"settings": vars(args), "results": results, "ratio": ratio}, indent=1)
 
 
 if __name__ == "__main__":
