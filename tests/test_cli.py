@@ -384,3 +384,47 @@ def test_engine_classify_and_embed_never_import_tensorflow(photos, v1_ckpt, tmp_
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert f"RESULT 0 0 {backend} False" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_embed_explain_and_finetune_never_write_over_what_is_not_theirs(photos, v1_ckpt, tmp_path, capsys, monkeypatch):
+    """`embed -o` wrote over any .npy, .npz or .parquet (and the `.paths.txt` beside an .npy),
+    `explain -o` wrote into any folder, and `finetune -o` trained for as long as it took before
+    finding OUTDIR taken. Each is now refused up front, leaving the path as it was, unless it
+    names an output of the same command, which is replaced."""
+    import pyarrow as pa
+
+    import inception_hub.finetune
+
+    photo, ckpt = str(photos / GOOD[0]), ["--checkpoint", v1_ckpt]
+    mine = tmp_path / "mine"
+    (mine / "folder").mkdir(parents=True)
+    np.save(mine / "data.npy", np.arange(6.0).reshape(3, 2))  # an .npy without a path list
+    (mine / "table.paths.txt").write_text("a list of mine\n")  # where table.npy's list would go
+    np.savez(mine / "arrays.npz", paths=np.array(["a"]), features=np.zeros((1, 2)))  # no model record
+    pq.write_table(pa.table({"sales": [1, 2]}), mine / "sales.parquet")
+    shutil.copy(photo, mine / "folder" / "holiday.jpg")
+    before = _files(mine)
+    for name in ("data.npy", "table.npy", "arrays.npz", "sales.parquet"):
+        code, _, err = run(capsys, "embed", photo, "-o", str(mine / name), *ckpt)
+        assert code == 2 and str(mine / name.replace(".npy", "")) in err and "it is left as it is" in err, err
+    for out in (mine / "folder", mine / "folder" / "holiday.jpg"):
+        code, _, err = run(capsys, "explain", photo, "-o", str(out), *ckpt)
+        assert code == 2 and f"{out} already exists" in err, err
+
+    def train(*args, **kwargs):
+        raise AssertionError("trained before checking OUTDIR")
+
+    monkeypatch.setattr(inception_hub.finetune, "train", train)
+    for out in (mine / "folder", mine / "data.npy"):
+        code, _, err = run(capsys, "finetune", str(photos), "-o", str(out), *ckpt)
+        assert code == 2 and f"{out} already exists; it is left as it is" in err, err
+    assert _files(mine) == before
+    for suffix in (".npy", ".npz", ".parquet"):  # outputs of ours are replaced
+        for _ in range(2):
+            assert run(capsys, "embed", photo, "-o", str(tmp_path / f"features{suffix}"), *ckpt)[0] == 0
+    for _ in range(2):
+        assert run(capsys, "explain", photo, "-o", str(tmp_path / "maps"), *ckpt)[0] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -99,6 +100,29 @@ def test_the_shared_sample_by_its_wnid_file_names(capsys, v1_ckpt, clf, wnids):
     assert report["variants"][0]["top1"] == pytest.approx(float((logits.argmax(1) == truth).mean()))
     top5 = np.argsort(-logits, axis=1)[:, :5]
     assert report["variants"][0]["top5"] == pytest.approx(float((top5 == truth[:, None]).any(1).mean()))
+
+
+def test_the_report_is_written_over_a_report_of_ours_only(capsys, tmp_path, v1_ckpt):
+    """`evaluate -o` wrote over whatever it named (a JSON file of the user's, a photo); now that
+    is refused before any photo is run, left as it was, and only a report is replaced."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, photo in enumerate(PHOTOS[:2]):
+        os.symlink(photo, data / f"{photo.name.split('_')[0]}_{i}.JPEG")
+    settings, photo = tmp_path / "settings.json", tmp_path / "vacation.jpg"
+    settings.write_text('{"theme": "dark"}\n')
+    shutil.copy(PHOTOS[0], photo)
+    argv = ["evaluate", str(data), "--checkpoint", v1_ckpt, "--no-progress", "-o"]
+    for out, why in ((settings, "is not an evaluate report written by"), (photo, "use a .json file name")):
+        assert main([*argv, str(out)]) == 2
+        err = capsys.readouterr().err
+        assert str(out) in err and why in err and "Traceback" not in err
+    assert settings.read_text() == '{"theme": "dark"}\n' and photo.read_bytes() == PHOTOS[0].read_bytes()
+    report = tmp_path / "report.json"
+    for _ in range(2):
+        assert main([*argv, str(report)]) == 0
+    capsys.readouterr()
+    assert json.loads(report.read_text())["images"] == 2
 
 
 def test_the_shipped_wnid_list_is_the_label_order(wnids):

@@ -166,6 +166,49 @@ def test_index_output_never_replaces_what_is_not_an_index(photos, v1_ckpt, tmp_p
     assert code == 0 and "1 photos (1 added)" in err and len(Index.load(ix)) == 1  # replaced
 
 
+def _files(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_dedupe_and_search_write_over_their_own_outputs_only(photos, v1_ckpt, tmp_path, capsys):
+    """`dedupe -o`, `dedupe --sheets` and `search --sheet` wrote over what they named (a JSON
+    file, a photo, a folder's files); now each is refused before any photo is embedded, left as
+    it was, and only their own outputs are replaced (a folder of sheets whole: no sheet of an
+    earlier run is left among the new ones)."""
+    ckpt = ["--checkpoint", v1_ckpt]
+    three = [str(p) for p in sorted((photos / "orig").iterdir())[:3]]
+    ix = tmp_path / "ix"
+    assert cli(capsys, "index", *three[:2], "-o", str(ix), "-m", "inception_v1/feature_vector", *ckpt)[0] == 0
+    mine = tmp_path / "mine"
+    (mine / "album").mkdir(parents=True)
+    shutil.copy(three[0], mine / "album" / "group_0001.png")  # named like a sheet, but a photo
+    shutil.copy(three[0], mine / "vacation.jpg")
+    (mine / "notes.json").write_text('{"groups": "mine"}')
+    Image.new("RGB", (4, 4)).save(mine / "drawing.png")
+    before = _files(mine)
+    dedupe = ["dedupe", *three, "-m", "inception_v1/feature_vector", *ckpt, "--threshold", "-1"]
+    search = ["search", three[0], "--index", str(ix), *ckpt, "--sheet"]
+    for argv, out in (
+        ([*dedupe, "-o"], "notes.json"),
+        ([*dedupe, "-o"], "vacation.jpg"),
+        ([*dedupe, "--sheets"], "album"),
+        ([*dedupe, "--sheets"], "vacation.jpg"),
+        (search, "drawing.png"),
+        (search, "vacation.jpg"),
+    ):
+        code, _, err = cli(capsys, *argv, str(mine / out))
+        assert code == 2 and str(mine / out) in err and "Traceback" not in err, err
+        assert "left as it is" in err or "use a .json file name" in err, err
+    assert _files(mine) == before
+    groups, sheets = tmp_path / "groups.json", tmp_path / "sheets"
+    assert cli(capsys, *dedupe, "-o", str(groups), "--sheets", str(sheets))[0] == 0
+    shutil.copy(sheets / "group_0001.png", sheets / "group_0002.png")  # as if from an earlier run
+    assert cli(capsys, *dedupe, "-o", str(groups), "--sheets", str(sheets))[0] == 0
+    assert json.loads(groups.read_text())["photos"] == 3 and [p.name for p in sheets.iterdir()] == ["group_0001.png"]
+    for _ in range(2):
+        assert cli(capsys, *search, str(tmp_path / "sheet.jpg"))[0] == 0
+
+
 def originals_first(rows: list[dict]) -> float:
     firsts = [r for r in rows if r["rank"] == 1]
     return np.mean([os.path.basename(r["path"]) == os.path.basename(r["query"])[5:] for r in firsts])

@@ -1,18 +1,21 @@
 """Where results go: the classify formats (table, JSON, CSV), feature files (.npy, .npz,
-.parquet) and the Arrow columns of Parquet outputs, in one place for the CLI and Ray jobs."""
+.parquet) and the Arrow columns of Parquet outputs, in one place for the CLI and Ray jobs; and
+`check_destination`, which every command that writes asks first, so that nothing a user names
+is written over unless it is an output of ours."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
 from .atomic import atomic_file
-from .errors import InceptionHubError
+from .errors import InceptionHubError, InputError
 from .labels import Prediction, decode_predictions
 
 if TYPE_CHECKING:
@@ -60,14 +63,106 @@ class ClassifyWriter:
             self.out.flush()
 
 
+# Destinations ----------------------------------------------------------------------------------
+
+
+def check_destination(
+    path: str | os.PathLike,
+    what: str,
+    *,
+    suffixes: Iterable[str] = (),
+    folder: bool = False,
+    ours: Callable[[Path], bool] | None = None,
+) -> Path:
+    """`path`, once it is safe to write `what` there; asked before any work is done.
+
+    Refused: a name without one of `suffixes` (`-o vacation.jpg` for a report), and anything that
+    already exists (a link, a file, a folder that is not empty) unless `ours(path)` recognises it
+    as `what` written by this package (None: nothing is ever replaced). A refusal leaves the path
+    as it is, and says so."""
+    path = Path(path)
+    suffixes = tuple(suffixes)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise InputError(f"{path} is not a name for {what}: use a {' or '.join(suffixes)} file name")
+    if not path.exists() and not path.is_symlink():
+        return path
+    real = not path.is_symlink() and (path.is_dir() if folder else path.is_file())
+    if real and folder and not any(path.iterdir()):
+        return path
+    if real and ours is not None and ours(path):
+        return path
+    unless = "" if ours is None else f" and is not {what} written by inception-hub"
+    raise InputError(f"{path} already exists{unless}; it is left as it is: choose another path")
+
+
+def json_with_keys(keys: Iterable[str]) -> Callable[[Path], bool]:
+    """Recognises a JSON report of ours: an object with every one of `keys`."""
+    keys = frozenset(keys)
+
+    def ours(path: Path) -> bool:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(data, dict) and keys <= data.keys()
+
+    return ours
+
+
+def folder_of(ours_file: Callable[[Path], bool]) -> Callable[[Path], bool]:
+    """Recognises a folder of outputs of ours: each entry a file `ours_file` recognises, or an
+    atomic write's staging file (`.<name>.<random>.tmp`) left by a killed run."""
+
+    def ours(path: Path) -> bool:
+        return all(
+            not p.is_symlink() and p.is_file() and (ours_file(p) or (p.name.startswith(".") and p.suffix == ".tmp"))
+            for p in path.iterdir()
+        )
+
+    return ours
+
+
 # Feature files ---------------------------------------------------------------------------------
 
 
 def check_features_path(output: str | Path) -> Path:
+    """`output`, once it is a feature file name whose files (`.npy`: with its `.paths.txt`) are
+    new or an `embed` output of ours."""
     output = Path(output)
     if output.suffix.lower() not in FEATURE_SUFFIXES:
         raise InceptionHubError(f"unsupported output {output}: use a .npy, .npz or .parquet file name")
+    what = "a feature file"
+    check_destination(output, what, ours=lambda _: is_features(output))
+    if output.suffix.lower() == ".npy":
+        check_destination(
+            output.with_suffix(".paths.txt"), f"{output.name}'s path list", ours=lambda _: is_features(output)
+        )
     return output
+
+
+def is_features(path: str | Path) -> bool:
+    """Whether `path` is an `embed` output: `.npz` with the `model` array, `.parquet` with the
+    model record, `.npy` (which has no room for one) with a `.paths.txt` of as many rows."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            listing = path.with_suffix(".paths.txt")
+            if not path.is_file() or listing.is_symlink() or not listing.is_file():
+                return False
+            rows = np.load(path, mmap_mode="r", allow_pickle=False)
+            with listing.open("rb") as f:
+                return rows.ndim == 2 and sum(1 for _ in f) == rows.shape[0]
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {"model", "paths", "features"} <= set(z.files)
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return MODEL_KEY.encode() in (pq.read_schema(path).metadata or {})
+    except Exception:  # unreadable in any way: not a file of ours
+        return False
+    return False
 
 
 def write_features(output: str | Path, paths: list[str], features: np.ndarray, model: dict | None = None) -> None:

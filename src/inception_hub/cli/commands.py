@@ -163,10 +163,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from ..cam import class_index_of, explain_files
     from ..labels import imagenet_labels
+    from ..outputs import check_destination, folder_of
 
     spec = resolve(args.model)
     if spec.kind != "classification":
         raise InceptionHubError(f"{spec.handle} gives feature vectors; Grad-CAM needs a classification model")
+    out = check_destination(args.output, "a folder of Grad-CAM overlays", folder=True, ours=folder_of(is_overlay))
     paths, unmatched = _find(args.images)
     tally = Tally(inputs=len(paths) + len(unmatched), failures=len(unmatched))
     class_index = class_index_of(args.class_, imagenet_labels()) if args.class_ is not None else None
@@ -184,10 +186,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
         tally.failures += 1
         print(f"{PROG}: {path}: {reason}", file=sys.stderr)
 
-    out = Path(args.output)
     for written in explain_files(paths, explainer, spec.image_size, out, class_index=class_index, on_error=failed):
         print(written)
     return tally.exit_status()
+
+
+def is_overlay(path: Path) -> bool:
+    """A file `explain` writes: `<name>.gradcam.png`, a PNG."""
+    if not path.name.endswith(".gradcam.png"):
+        return False
+    try:
+        with path.open("rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -276,7 +288,9 @@ FINETUNE_OPTIONS = (
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from ..finetune import train
+    from ..outputs import check_destination
 
+    check_destination(args.output, "a fine-tuned model", folder=True)  # before training, not after
     given = {k: getattr(args, k) for k in FINETUNE_OPTIONS if getattr(args, k) is not None}
     result = train(args.data_dir, args.model, args.output, **given)
     best = result.history["val_accuracy"][result.best_epoch - 1] if result.history["loss"] else float("nan")

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 
 from ..accuracy import Report, evaluate, find_samples, limit_samples, variants
+from ..outputs import check_destination, json_with_keys
 from .parser import PROG
+
+#: What `-o` may write over: a report of ours.
+REPORT_KEYS = tuple(f.name for f in dataclasses.fields(Report))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    if args.output:
+        check_destination(args.output, "an evaluate report", suffixes=(".json",), ours=json_with_keys(REPORT_KEYS))
     samples = limit_samples(find_samples(args.data, args.csv), args.limit)
     with contextlib.ExitStack() as stack:
         runs = variants(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import InceptionHubError, InputError
 from ..nets import ARCHITECTURES
+from ..outputs import check_destination, folder_of, json_with_keys
 from ..similar.index import Index, groups, is_index, model_identity, stream
 from .commands import Tally, _find, _results, _run_ray
 from .parser import PROG
@@ -22,6 +23,8 @@ DEDUPE_THRESHOLD = 0.9
 #: A contact sheet shows at most this many queries (rows), or group members (columns).
 SHEET_ROWS = 200
 SHEET_COLUMNS = 50
+#: What `dedupe -o` may write over: a report of ours.
+GROUPS_KEYS = ("threshold", "photos", "groups")
 
 
 def _caption(hit) -> str:
@@ -143,7 +146,10 @@ def _query_module(index: Index, args: argparse.Namespace):
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .. import pipeline
+    from ..similar.sheet import SUFFIXES, is_sheet
 
+    if args.sheet:
+        check_destination(args.sheet, "a contact sheet", suffixes=SUFFIXES, ours=is_sheet)
     index = Index.load(args.index)
     module = _query_module(index, args)
     paths, unmatched = _find(args.images)
@@ -183,6 +189,13 @@ def _print_hits(rows: list[tuple[str, int, str, float]], fmt: str) -> None:
 
 
 def cmd_dedupe(args: argparse.Namespace) -> int:
+    from ..similar.sheet import is_group_sheet
+
+    if args.output:
+        check_destination(args.output, "a dedupe report", suffixes=(".json",), ours=json_with_keys(GROUPS_KEYS))
+    sheets = folder_of(is_group_sheet)
+    if args.sheets:
+        check_destination(args.sheets, "a folder of contact sheets", folder=True, ours=sheets)
     tally = Tally()
     index = _embed_into(None, args, tally)
     if index is None:
@@ -198,12 +211,13 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
     else:
         print(text)
     if args.sheets:
+        from ..atomic import atomic_dir
         from ..similar.sheet import contact_sheet
 
-        os.makedirs(args.sheets, exist_ok=True)
-        for i, g in enumerate(found, 1):
-            contact_sheet(
-                [[(h.path, _caption(h)) for h in g[:SHEET_COLUMNS]]], Path(args.sheets) / f"group_{i:04d}.png"
-            )
+        # Replaced whole, so no sheet of an earlier run is left beside this run's groups.
+        with atomic_dir(args.sheets, overwrite=True, ours=sheets) as staging:
+            staging.mkdir()
+            for i, g in enumerate(found, 1):
+                contact_sheet([[(h.path, _caption(h)) for h in g[:SHEET_COLUMNS]]], staging / f"group_{i:04d}.png")
     print(f"{len(found)} groups of near-duplicates among {len(index)} photos", file=sys.stderr)
     return tally.exit_status()
