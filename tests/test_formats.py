@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from conftest import SIZES, reference, reference_images
 from inception_hub.accuracy import Sample, evaluate, variants
 from inception_hub.errors import InputError
 from inception_hub.export import export
+from inception_hub.export.formats import COMPILE_FIELD, compile_fields
 from inception_hub.labels import imagenet_labels, imagenet_wnids
 
 pytestmark = pytest.mark.slow  # converts both networks three ways
@@ -33,38 +35,87 @@ def _inputs(arch: str, size: str, n: int = 4) -> tuple[np.ndarray, dict]:
     return ref["inputs_u8"][:n].astype(np.float32) / 255, {k: v[:n] for k, v in ref.items()}
 
 
-def _run_natively(fmt: str, folder, x: np.ndarray) -> dict[str, np.ndarray]:
-    """The exported file in its runtime, without inception-hub's loader."""
-    if fmt == "onnx":
+def _documented_compile(model_file: Path):
+    """An fp32 export compiled by OpenVINO as its metadata tells users to: the call must ask for
+    f32 (OpenVINO takes no precision from the file), and the compiled model report it."""
+    meta = json.loads((model_file.parent / "inception_hub.json").read_text())
+    config = compile_fields(meta["format"], meta["precision"])[COMPILE_FIELD]
+    assert config["INFERENCE_PRECISION_HINT"] == "f32", model_file
+    compiled = ov.Core().compile_model(str(model_file), "CPU", config)
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32, model_file
+    return compiled
+
+
+def _plain_compile_precision() -> ov.Type | None:
+    """What OpenVINO's CPU plugin runs an fp32 model in when the compile call names no precision,
+    on this CPU (None where not known here): on x86-64, bf16 where the CPU has AVX512_BF16 (which
+    every AMX-BF16 CPU has too), else f32."""
+    if platform.machine() not in ("x86_64", "AMD64") or not Path("/proc/cpuinfo").is_file():
+        return None
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+    return ov.Type.bf16 if flags & {"avx512_bf16", "amx_bf16"} else ov.Type.f32
+
+
+def _openvino_outputs(compiled, x: np.ndarray) -> dict[str, np.ndarray]:
+    result = compiled(x)
+    # An output tensor can carry two names (its node's and the graph output's): take the latter.
+    return {(o.get_names() & {"logits", "feature_vector"}).pop(): result[o] for o in compiled.outputs}
+
+
+def _run_natively(fmt: str, folder, x: np.ndarray, runtime: str | None = None) -> dict[str, np.ndarray]:
+    """The exported file in its runtime (or, for ONNX, `runtime="openvino"`), without
+    inception-hub's loader; OpenVINO compiles it as the export's metadata says."""
+    if fmt == "onnx" and runtime != "openvino":
         session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, {"images": x}), strict=True))
-    if fmt == "openvino":
-        compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU")
-        result = compiled(x)
-        # An output tensor can carry two names (its node's and the graph output's): take the latter.
-        return {(o.get_names() & {"logits", "feature_vector"}).pop(): result[o] for o in compiled.outputs}
+    if fmt in ("onnx", "openvino"):
+        return _openvino_outputs(_documented_compile(folder / ("model.xml" if fmt == "openvino" else "model.onnx")), x)
     runner = Interpreter(model_path=str(folder / "model.tflite")).get_signature_runner("serving_default")
     return runner(images=x)
 
 
+@contextlib.contextmanager
+def _compiled_precisions(monkeypatch):
+    """For every model OpenVINO compiles meanwhile: the precision the call asked for and the one the
+    compiled model reports (both, so that a lost request fails on CPUs whose default is f32 too)."""
+    seen, compile_model = [], ov.Core.compile_model
+
+    def recording(core, model, device_name=None, config=None, **kwargs):
+        compiled = compile_model(core, model, device_name, config, **kwargs)
+        asked = (config or {}).get("INFERENCE_PRECISION_HINT")
+        seen.append((asked, compiled.get_property("INFERENCE_PRECISION_HINT")))
+        return compiled
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ov.Core, "compile_model", recording)
+        yield seen
+
+
 @pytest.mark.parametrize("arch", SIZES)
-def test_every_fp32_format_matches_tf_slim_in_its_own_runtime(checkpoints, arch, tmp_path):
+def test_every_fp32_format_matches_tf_slim_in_its_own_runtime(checkpoints, arch, tmp_path, monkeypatch):
     """Each file in its runtime at the default size and another (batch and image size are
-    dynamic), both outputs; and through `inception_hub.load`, which picks that runtime."""
+    dynamic), both outputs, the ONNX file in OpenVINO too (compiled as the metadata says); and
+    through `inception_hub.load`, which picks that runtime and compiles in f32 on any CPU."""
     for fmt in FLAT:
         folder = export(f"{arch}/classification/5", tmp_path / fmt, checkpoints[arch, "v2"], format=fmt)
-        for size in SIZES[arch]:
-            x, ref = _inputs(arch, size, 3)
-            native = _run_natively(fmt, folder, x)
-            assert sorted(native) == ["feature_vector", "logits"], fmt  # the signatures' outputs only
-            for out in ("logits", "feature_vector"):
-                err = np.abs(native[out] - ref[out]).max()
-                assert err <= 1e-4, (fmt, size, out, err)
-        module = inception_hub.load(folder)
-        assert module.backend == {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "tflite"}[fmt]
-        assert np.abs(module(x) - ref["logits"]).max() <= 1e-4
-        assert np.abs(module.feature_vector()(x) - ref["feature_vector"]).max() <= 1e-4
+        for runtime in (None, "openvino") if fmt == "onnx" else (None,):
+            for size in SIZES[arch]:
+                x, ref = _inputs(arch, size, 3)
+                native = _run_natively(fmt, folder, x, runtime)
+                assert sorted(native) == ["feature_vector", "logits"], fmt  # the signatures' outputs only
+                for out in ("logits", "feature_vector"):
+                    err = np.abs(native[out] - ref[out]).max()
+                    assert err <= 1e-4, (fmt, runtime, size, out, err)
+        backends = {"onnx": ["onnxruntime", "openvino"], "openvino": ["openvino"], "tflite": ["tflite"]}[fmt]
+        for backend in backends:
+            with _compiled_precisions(monkeypatch) as precisions:
+                module = inception_hub.load(folder, backend=None if backend == backends[0] else backend)
+                assert module.backend == backend
+                assert np.abs(module(x) - ref["logits"]).max() <= 1e-4
+                assert np.abs(module.feature_vector()(x) - ref["feature_vector"]).max() <= 1e-4
+            assert precisions == ([("f32", ov.Type.f32)] if backend == "openvino" else []), (fmt, backend)
 
 
 def test_version_1_exports_have_a_fixed_size_and_every_export_carries_its_facts(checkpoints, v1_ckpt, tmp_path):
@@ -90,8 +141,17 @@ def test_version_1_exports_have_a_fixed_size_and_every_export_carries_its_facts(
     ir = ov.Core().read_model(str(tmp_path / "openvino" / "model.xml"))
     assert str(ir.inputs[0].get_partial_shape()) == "[?,224,224,3]"
     assert ir.get_rt_info(["inception_hub", "labels"]).astype(str).split("\n") == labels
-    # OpenVINO would run an fp32 model in bf16 on CPUs that have it; the IR asks for f32.
-    assert ir.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]).astype(str) == "f32"
+    # OpenVINO takes no inference precision from the file (a plain compile runs the CPU's default:
+    # bf16 with AVX512_BF16), so the IR carries no such request and the export's metadata says how
+    # to compile it: so compiled, the IR and the ONNX file run f32 and match TF-Slim.
+    assert not ir.has_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"])
+    for model_file in (tmp_path / "openvino" / "model.xml", tmp_path / "onnx" / "model.onnx"):
+        assert compile_fields(model_file.parent.name, "fp32") == {COMPILE_FIELD: {"INFERENCE_PRECISION_HINT": "f32"}}
+        assert np.abs(_openvino_outputs(_documented_compile(model_file), x)["logits"] - ref["logits"]).max() <= 1e-4
+        plain = ov.Core().compile_model(str(model_file), "CPU").get_property("INFERENCE_PRECISION_HINT")
+        assert _plain_compile_precision() in (None, plain), (model_file.name, plain)
+    assert compile_fields("openvino", "bf16") == {COMPILE_FIELD: {"INFERENCE_PRECISION_HINT": "bf16"}}
+    assert compile_fields("openvino", "int8") == compile_fields("onnx", "fp32") and not compile_fields("tflite", "fp32")
     runner = Interpreter(model_path=str(tmp_path / "tflite" / "model.tflite")).get_signature_runner()
     assert list(runner.get_input_details()["images"]["shape"]) == [1, 224, 224, 3]
 

@@ -6,6 +6,10 @@ the engines' own quantized model, one recipe), TFLite from the TF builder throug
 converter. Inputs are `images` float32 [N, H, W, 3] in [0, 1], with a dynamic batch, and a
 dynamic height and width from version 3 on; outputs `logits` and `feature_vector` (a
 classifier's pooled features), or `feature_vector`, as the SavedModel's signatures name them.
+
+OpenVINO runs an fp32 model in bf16 on CPUs with AVX512_BF16 unless the compile call asks for
+f32, and reads no such request from the model file: an ONNX or OpenVINO export's metadata says
+how to compile it exactly (`compile_fields`), and `inception_hub.load` compiles it that way.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import ModelSpec
+from ..engine.exported import openvino_compile_config
 from ..metadata import MODEL_FILES
 from ..weights import Weights
+
+#: The metadata field holding the properties to compile an ONNX or OpenVINO export with.
+COMPILE_FIELD = "openvino_compile_config"
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,13 @@ class Job:
     meta: dict
     labels: Sequence[str] | None
     calibration: str | None = None  # int8's photos (None: the bundled set)
+
+
+def compile_fields(fmt: str, precision: str) -> dict:
+    """What an export's metadata says about compiling it with OpenVINO: for ONNX and OpenVINO IR,
+    the properties of `ov.Core().compile_model(model_file, "CPU", properties)` that run it as
+    exported (without them an fp32 export runs in bf16 on CPUs with AVX512_BF16)."""
+    return {COMPILE_FIELD: openvino_compile_config(precision)} if fmt in ("onnx", "openvino") else {}
 
 
 def export_onnx(job: Job) -> None:
@@ -48,9 +63,10 @@ def export_onnx(job: Job) -> None:
 
 
 def export_openvino(job: Job) -> None:
-    """`model.xml` + `model.bin`, weights kept in fp32 (no fp16 compression). The IR asks
-    OpenVINO for the precision it was exported for: OpenVINO would otherwise run an fp32 model
-    in bf16 on CPUs that have it."""
+    """`model.xml` + `model.bin`, weights kept in fp32 (no fp16 compression). The precision it
+    runs in is the compile call's (see `compile_fields`): OpenVINO's CPU plugin takes only
+    KV-cache and dynamic-quantization options from an IR's `runtime_options`, never the
+    inference precision, so the IR does not carry a request it would ignore."""
     import io
 
     import openvino as ov
@@ -58,8 +74,6 @@ def export_openvino(job: Job) -> None:
     model = ov.convert_model(io.BytesIO(_engine_model(job).SerializeToString()))
     if not job.spec.variable_size:
         model.reshape({"images": ov.PartialShape([-1, *job.spec.image_size, 3])})
-    hint = "bf16" if job.meta["precision"] == "bf16" else "f32"
-    model.set_rt_info(hint, ["runtime_options", "INFERENCE_PRECISION_HINT"])
     model.set_rt_info(json.dumps(job.meta), ["inception_hub", "metadata"])
     model.set_rt_info("\n".join(job.labels or ()), ["inception_hub", "labels"])
     ov.save_model(model, str(job.out / MODEL_FILES["openvino"]), compress_to_fp16=False)
