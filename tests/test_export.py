@@ -260,6 +260,6 @@ def test_export_cli_and_refusing_to_clobber(checkpoints, tmp_path, capsys):
     assert "as a TF2 SavedModel" in capsys.readouterr().out
     assert (out / "saved_model.pb").is_file() and (out / "assets.extra" / "inception_hub.json").is_file()
     assert main(["export", "inception_v1/feature_vector/5", str(out), "--checkpoint", ckpt, "--no-progress"]) == 2
-    assert "already exists and is not empty" in capsys.readouterr().err
+    assert "already exists (a folder that is not empty)" in capsys.readouterr().err
     with pytest.raises(InceptionHubError):
         export("inception_v1/classification/1", out, ckpt)
