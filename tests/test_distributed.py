@@ -199,6 +199,36 @@ def test_bad_arguments_are_refused_before_any_work(v1_ckpt, tmp_path):
         distributed.run_job("embed", ["a.jpg"], tmp_path / "busy", "inception_v1")
 
 
+def test_a_resolved_source_travels_whole_and_spellings_of_one_model_are_one_job(v1_ckpt, tmp_path):
+    """The CLI resolves the model once and hands the `Source` to the job; a job's manifest names
+    the model by its handle, so a resume spelled another way (or recorded as typed by an
+    earlier version) is the same job."""
+    import hashlib
+
+    import pyarrow as pa
+
+    from inception_hub.source import resolve_source
+
+    source = resolve_source("inception_v1", v1_ckpt)
+    with pytest.raises(InputError, match="resolved already"):
+        distributed.run_job("embed", ["a.jpg"], tmp_path / "o", source, checkpoint=v1_ckpt)
+    with pytest.raises(InputError, match="feature vectors"):
+        distributed.ModelSource.prepare("classify", resolve_source("inception_v1/feature_vector", v1_ckpt))
+    prepared = distributed.ModelSource.prepare("embed", source, progress=False)
+    assert prepared.source.spec.kind == "feature_vector" and prepared.source.checkpoint == v1_ckpt
+    out = tmp_path / "done"  # a finished job, as an earlier version recorded it: nothing left to run
+    out.mkdir()
+    job = {"format": 1, "task": "classify", "model": "inception_v1", "top_k": 5, "precision": "fp32"}
+    job.update(partition_size=1000, images=1, partitions=1, paths_sha256=hashlib.sha256(b"a.jpg").hexdigest())
+    (out / "_manifest.json").write_text(json.dumps(job))
+    pq.write_table(pa.table({"path": ["a.jpg"], "error": ["not an image"]}), out / "part-00000.parquet")
+    for model in ("inception_v1", source.name, source):
+        s = distributed.run_job("classify", ["a.jpg"], out, model, resume=True, progress=False)
+        assert (s.written, s.skipped, s.errors) == (0, 1, 1)
+    with pytest.raises(InceptionHubError, match="model: 'inception_v1' then"):
+        distributed.run_job("classify", ["a.jpg"], out, "inception_resnet_v2", resume=True)
+
+
 # The command line ------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ..catalog import CENTRAL_FRACTION
 from ..errors import InputError
-from ..source import Source, resolve_source
+from ..source import TASKS, Source, resolve_source
 from .cluster import connect, ray_module
 
 if TYPE_CHECKING:
@@ -33,6 +33,34 @@ BLOCK_ROWS = 128
 # The model, as the actors receive it -----------------------------------------------------------
 
 
+def task_source(
+    task: str,
+    handle: str | os.PathLike | Source,
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    backend: str | None = None,
+    precision: str = "fp32",
+    calibration: str | os.PathLike | None = None,
+) -> Source:
+    """The model for `task`, resolved once: a handle, short name or exported folder with its
+    settings, or a `Source` already resolved (`resolve_source`), which carries its own."""
+    if not isinstance(handle, Source):
+        return resolve_source(
+            handle, checkpoint, backend=backend, precision=precision, task=task, calibration=calibration
+        )
+    if (checkpoint, backend, precision, calibration) != (None, None, "fp32", None):
+        raise InputError(
+            f"{handle.name} is resolved already: it carries its checkpoint, backend, precision and calibration"
+        )
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    if task == "classify" and not handle.labels:
+        raise InputError(
+            f"{handle.name} outputs feature vectors; embed with it, or classify with a classification model"
+        )
+    return handle.with_kind("feature_vector") if task == "embed" else handle
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSource:
     """A resolved model and its weights (by object reference once shared); a SavedModel folder
@@ -46,7 +74,7 @@ class ModelSource:
     def prepare(
         cls,
         task: str,
-        handle: str | os.PathLike,
+        handle: str | os.PathLike | Source,
         checkpoint: str | os.PathLike | None = None,
         *,
         backend: str | None = None,
@@ -54,11 +82,9 @@ class ModelSource:
         calibration: str | os.PathLike | None = None,
         progress: bool = True,
     ) -> ModelSource:
-        """Resolve the handle and read and check the weights, once, in this process (and
-        quantize an int8 model here, once, into the cache the local actors share)."""
-        source = resolve_source(
-            handle, checkpoint, backend=backend, precision=precision, task=task, calibration=calibration
-        )
+        """Resolve the handle (see `task_source`) and read and check the weights, once, in this
+        process (and quantize an int8 model here, once, into the cache the local actors share)."""
+        source = task_source(task, handle, checkpoint, backend=backend, precision=precision, calibration=calibration)
         if source.exported is not None:
             return cls(source, (), source.identity())
         weights = source.weights(progress=progress)
@@ -165,7 +191,7 @@ def classify(
 def pipeline(
     task: str,
     paths_or_dataset: Iterable[str | os.PathLike] | ray.data.Dataset,
-    handle: str | os.PathLike | ModelSource,
+    handle: str | os.PathLike | Source | ModelSource,
     *,
     checkpoint: str | os.PathLike | None = None,
     top_k: int = 5,
@@ -180,7 +206,8 @@ def pipeline(
     address: str | None = None,
     progress: bool = True,
 ) -> ray.data.Dataset:
-    """The streaming Ray Data pipeline behind `embed` and `classify`.
+    """The streaming Ray Data pipeline behind `embed` and `classify`. `handle`: a handle, short
+    name or exported folder, or a `Source` or `ModelSource` already resolved.
 
     num_workers: model actors, a number or a (min, max) range to autoscale in (default: as many as
     the cluster's CPUs allow, all started at once). cpus_per_worker: Ray CPUs each actor reserves

@@ -21,8 +21,9 @@ import pyarrow as pa
 
 from ..atomic import atomic_file
 from ..errors import InceptionHubError, InputError
+from ..source import Source, resolve_source
 from .cluster import connect, ray_module, reap_orphans
-from .dataset import ModelSource, blocks, pipeline
+from .dataset import ModelSource, blocks, pipeline, task_source
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
@@ -55,7 +56,7 @@ def run_job(
     task: str,
     paths: Sequence[str],
     output: str | os.PathLike,
-    handle: str | os.PathLike,
+    handle: str | os.PathLike | Source,
     *,
     checkpoint: str | os.PathLike | None = None,
     top_k: int = 5,
@@ -70,9 +71,10 @@ def run_job(
     **options: Any,
 ) -> JobSummary:
     """Run `task` ("embed" or "classify") over `paths` on Ray and write partitioned Parquet to
-    `output`. Rows keep the input order within each partition. `on_error(path, reason)` is called
-    for every image that could not be read (its row carries the reason). Other options: see
-    `pipeline`."""
+    `output`. `handle`: a handle, short name or exported folder (with `checkpoint`, `backend`,
+    `precision`, `calibration`), or a `Source` resolved already, which carries them. Rows keep the
+    input order within each partition. `on_error(path, reason)` is called for every image that
+    could not be read (its row carries the reason). Other options: see `pipeline`."""
     start = time.monotonic()
     reap_orphans()  # every run, even one with nothing left to do, cleans up after killed ones
     output = Path(output)
@@ -81,12 +83,13 @@ def run_job(
     if not paths:
         raise InputError("no images to process")
     partitions = [list(paths[i : i + partition_size]) for i in range(0, len(paths), partition_size)]
+    source = task_source(task, handle, checkpoint, backend=backend, precision=precision, calibration=calibration)
     job = {
         "format": _FORMAT_VERSION,
         "task": task,
-        "model": os.fspath(handle),
+        "model": source.name,
         "top_k": top_k if task == "classify" else None,
-        "precision": precision,
+        "precision": source.precision,
         "partition_size": partition_size,
         "images": len(paths),
         "partitions": len(partitions),
@@ -97,16 +100,8 @@ def run_job(
     summary = JobSummary(output, len(paths), 0, len(partitions), 0, len(done), 0.0)
     if pending:
         # Weights first: a missing checkpoint is reported before a cluster is started.
-        source = ModelSource.prepare(
-            task,
-            handle,
-            checkpoint,
-            backend=backend,
-            precision=precision,
-            calibration=calibration,
-            progress=progress,
-        )
-        if manifest is not None and manifest.get("weights") != source.identity:
+        prepared = ModelSource.prepare(task, source, progress=progress)
+        if manifest is not None and manifest.get("weights") != prepared.identity:
             raise InceptionHubError(
                 f"cannot resume into {output}: it was written with other weights for {job['model']}; "
                 "pass the same --checkpoint, or write to a new folder"
@@ -115,8 +110,8 @@ def run_job(
         try:
             if manifest is None:  # written once the job can really start
                 with atomic_file(output / MANIFEST) as f:
-                    f.write(json.dumps({**job, "weights": source.identity}, indent=1).encode())
-            _execute(task, partitions, pending, output, source, top_k, on_error, progress, options)
+                    f.write(json.dumps({**job, "weights": prepared.identity}, indent=1).encode())
+            _execute(task, partitions, pending, output, prepared, top_k, on_error, progress, options)
         finally:
             if attached:
                 ray_module().shutdown()
@@ -149,7 +144,7 @@ def _check_output(output: Path, job: dict, resume: bool) -> tuple[set[int], dict
                 f"{output} holds the output of an earlier job; pass --resume to finish it, or choose a new folder"
             )
         before = json.loads(manifest.read_text())
-        changed = [k for k in job if before.get(k) != job[k]]
+        changed = [k for k in job if not _same(k, before.get(k), job[k])]
         if changed:
             detail = ", ".join(f"{k}: {before.get(k)!r} then, {job[k]!r} now" for k in changed)
             raise InceptionHubError(
@@ -160,6 +155,19 @@ def _check_output(output: Path, job: dict, resume: bool) -> tuple[set[int], dict
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise InceptionHubError(f"{output} exists and is not an empty folder; choose a new folder for the output")
     return set(), None
+
+
+def _same(key: str, then: Any, now: Any) -> bool:
+    """Whether a manifest's setting is this job's. Manifests of earlier versions name the model
+    as it was typed (a short name): the same model when it resolves to the same handle."""
+    if then == now:
+        return True
+    if key != "model" or not isinstance(then, str):
+        return False
+    try:
+        return resolve_source(then).name == now
+    except InceptionHubError:
+        return False
 
 
 def _execute(
