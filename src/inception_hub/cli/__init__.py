@@ -14,7 +14,8 @@ import sys
 import warnings
 
 from ..errors import InceptionHubError
-from .parser import PROG, build_parser
+from .common import PROG
+from .parser import build_parser
 
 #: The pip extra that provides each optional top-level package.
 EXTRAS = {
@@ -34,11 +35,6 @@ EXTRAS = {
     "ai_edge_litert": "tflite",
 }
 
-#: Commands that always load TensorFlow (export: except to ONNX and OpenVINO): it is imported
-#: up front, with its start-up banners silenced. classify and embed import it only for the tf
-#: backend (commands._results).
-TF_COMMANDS = ("export", "serve-hub", "finetune")
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -49,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     # Warnings (bf16 without hardware support, an unwritable cache, ...) read as the CLI's own.
     warnings.formatwarning = lambda message, *_, **__: f"{PROG}: warning: {message}\n"
     try:
-        lean_export = getattr(args, "format", None) in ("onnx", "openvino") and args.func.__name__ == "cmd_export"
-        if args.func.__name__.removeprefix("cmd_").replace("_", "-") in TF_COMMANDS and not lean_export:
+        # A command that needs TensorFlow says so where it is registered (parser.py); it is
+        # imported up front, with its start-up banners silenced. classify and embed import it
+        # only for the tf backend (common.model_results).
+        needs_tf = getattr(args, "needs_tf", False)
+        if needs_tf(args) if callable(needs_tf) else needs_tf:
             from ..quiet import import_tensorflow
 
             import_tensorflow()

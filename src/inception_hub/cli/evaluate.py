@@ -10,7 +10,7 @@ import sys
 
 from ..accuracy import Report, evaluate, find_samples, limit_samples, variants
 from ..outputs import check_destination, json_with_keys
-from .parser import PROG
+from .common import PROG
 
 #: What `-o` may write over: a report of ours.
 REPORT_KEYS = tuple(f.name for f in dataclasses.fields(Report))

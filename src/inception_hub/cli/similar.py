@@ -15,8 +15,7 @@ from ..errors import InceptionHubError, InputError
 from ..nets import ARCHITECTURES
 from ..outputs import check_destination, folder_of, json_with_keys
 from ..similar.index import Index, groups, is_index, model_identity, stream
-from .commands import Tally, _find, _results, _run_ray
-from .parser import PROG
+from .common import PROG, Tally, find_inputs, model_results, resolve_model, run_ray
 
 #: Cosine similarity above which two photos count as copies of each other (see README).
 DEDUPE_THRESHOLD = 0.9
@@ -39,44 +38,47 @@ def _failed(tally: Tally):
     return report
 
 
-def _embed_into(index: Index | None, args: argparse.Namespace, tally: Tally) -> Index | None:
-    """Embed args.images (those not yet indexed) and add them, streaming; a new index when None.
-    Photos are recorded by absolute path, so a re-run from anywhere finds what is indexed."""
-    paths, unmatched = _find(args.images)
+def _embed_into(
+    index: Index | None, images: list[str], args: argparse.Namespace, tally: Tally, scratch: Path | None = None
+) -> Index | None:
+    """Embed the `images` not yet indexed and add them, streaming; a new index when None.
+    Photos are recorded by absolute path, so a re-run from anywhere finds what is indexed.
+    A Ray job writes its partitions into a folder beside `scratch` (default: the temp folder)."""
+    paths, unmatched = find_inputs(images)
     new = [p for p in map(os.path.abspath, paths) if index is None or p not in index]
     tally.inputs, tally.failures = len(paths) + len(unmatched), len(unmatched)
     if not new:
         return index
-    args.images = new
-    if getattr(args, "engine", "local") == "ray":
-        index = _embed_with_ray(index, args, tally)
-    else:
-        missed = tally.failures
-        module, results = _results(args, "embed", tally)  # counts and reports unreadable files
-        tally.inputs, tally.failures = len(paths) + len(unmatched), tally.failures + missed
-        identity = model_identity(module)
-        if index is None:
-            index = Index(identity, module.output_dim)
-        index.check_model(identity)
-        stream(index, results)
+    if args.engine == "ray":
+        return _embed_with_ray(index, new, args, tally, scratch)
+    module, results = model_results(args, resolve_model(args, "embed"), new, tally)  # counts unreadable files
+    identity = model_identity(module)
+    if index is None:
+        index = Index(identity, module.output_dim)
+    index.check_model(identity)
+    stream(index, results)
     return index
 
 
-def _embed_with_ray(index: Index | None, args: argparse.Namespace, tally: Tally) -> Index | None:
-    """Run the Ray embed job into Parquet partitions beside the index, stream them in, and
-    remove them."""
+def _embed_with_ray(
+    index: Index | None, paths: list[str], args: argparse.Namespace, tally: Tally, beside: Path | None
+) -> Index | None:
+    """Run the Ray embed job into Parquet partitions (the driver writes them) beside `beside`,
+    stream them in, and remove them."""
     import shutil
     import tempfile
 
-    out = Path(args.output).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.embeddings.", dir=out.parent))
+    if beside is None:
+        scratch = Path(tempfile.mkdtemp(prefix=f"{PROG}.embeddings."))
+    else:
+        beside = beside.resolve()
+        beside.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{beside.name}.embeddings.", dir=beside.parent))
     try:
-        args.output = str(scratch / "parts")
-        tally.failures += _run_ray(args, "embed") != 0
-        return _add_embeddings(index, args.output, args)
+        parts = scratch / "parts"
+        tally.failures += run_ray(args, "embed", paths, parts).errors
+        return _add_embeddings(index, str(parts), args)
     finally:
-        args.output = str(out)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -128,7 +130,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     for path in args.embeddings or ():
         index = _add_embeddings(index, path, args)
     if args.images:
-        index = _embed_into(index, args, tally)
+        index = _embed_into(index, args.images, args, tally, out)
     if index is None:
         raise InceptionHubError("no photos could be embedded")
     index.save(out)
@@ -152,7 +154,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         check_destination(args.sheet, "a contact sheet", suffixes=SUFFIXES, ours=is_sheet)
     index = Index.load(args.index)
     module = _query_module(index, args)
-    paths, unmatched = _find(args.images)
+    paths, unmatched = find_inputs(args.images)
     tally = Tally(len(paths) + len(unmatched), len(unmatched))
     rows, sheet = [], []
     for r in pipeline.run(module, paths, batch_size=args.batch_size):
@@ -197,7 +199,7 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
     if args.sheets:
         check_destination(args.sheets, "a folder of contact sheets", folder=True, ours=sheets)
     tally = Tally()
-    index = _embed_into(None, args, tally)
+    index = _embed_into(None, args.images, args, tally, Path(args.output) if args.output else None)
     if index is None:
         raise InceptionHubError("no photos could be embedded")
     found = groups(index, args.threshold)
