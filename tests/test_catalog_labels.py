@@ -157,3 +157,32 @@ def test_decode_predictions_ranks_by_probability():
 def test_decode_predictions_rejects_feature_vectors():
     with pytest.raises(InputError, match=r"shape \[N, 1001\], got \[3, 1024\]"):
         decode_predictions(np.zeros((3, 1024)))
+
+
+def test_a_class_name_with_a_line_break_never_splits_a_labels_file(tmp_path):
+    """A fine-tuned class named with U+2028 once became two lines of labels.txt, and :classify
+    then named the wrong classes silently: names are checked when written, files read by newline
+    only and their count checked against the model's outputs."""
+    from inception_hub.catalog import ModelSpec
+    from inception_hub.errors import InceptionHubError, InputError
+    from inception_hub.finetune.data import DataError, scan
+    from inception_hub.labels import labels_text, parse_labels
+    from inception_hub.metadata import read_metadata, write_metadata
+
+    spec = ModelSpec("inception_v1", "classification", 5)
+    for bad in ("cat\u2028dog", "cat\ndog", "cat\rdog", " "):
+        with pytest.raises(InputError, match="line break"):
+            write_metadata(spec, tmp_path / "m", ["ok", bad])
+    assert parse_labels(labels_text(["a b", "c\u00e9"]), 2) == ["a b", "c\u00e9"]
+    folder = tmp_path / "old"
+    write_metadata(spec, folder, ["a", "b"])
+    (folder / "assets.extra" / "labels.txt").write_text("a\u2028x\nb\n", encoding="utf-8")  # an older writer's
+    assert read_metadata(folder)["labels"] == ["a\u2028x", "b"]  # one name, not split in two
+    (folder / "assets.extra" / "labels.txt").write_text("a\nx\nb\n", encoding="utf-8")
+    with pytest.raises(InceptionHubError, match="3 names for 2 outputs"):
+        read_metadata(folder)
+    data = tmp_path / "data"
+    for name in ("cat\u2028dog", "bird"):
+        (data / name).mkdir(parents=True)
+    with pytest.raises(DataError, match="line break"):
+        scan(data)

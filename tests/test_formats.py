@@ -20,6 +20,7 @@ from ai_edge_litert.interpreter import Interpreter
 import inception_hub
 from conftest import SIZES, reference, reference_images
 from inception_hub.accuracy import Sample, evaluate, variants
+from inception_hub.cpu import cpu
 from inception_hub.errors import InputError
 from inception_hub.export import export
 from inception_hub.export.formats import COMPILE_FIELD, compile_fields
@@ -39,7 +40,7 @@ def _documented_compile(model_file: Path):
     """An fp32 export compiled by OpenVINO as its metadata tells users to: the call must ask for
     f32 (OpenVINO takes no precision from the file), and the compiled model report it."""
     meta = json.loads((model_file.parent / "inception_hub.json").read_text())
-    config = compile_fields(meta["format"], meta["precision"])[COMPILE_FIELD]
+    config = meta[COMPILE_FIELD]
     assert config["INFERENCE_PRECISION_HINT"] == "f32", model_file
     compiled = ov.Core().compile_model(str(model_file), "CPU", config)
     assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32, model_file
@@ -50,11 +51,9 @@ def _plain_compile_precision() -> ov.Type | None:
     """What OpenVINO's CPU plugin runs an fp32 model in when the compile call names no precision,
     on this CPU (None where not known here): on x86-64, bf16 where the CPU has AVX512_BF16 (which
     every AMX-BF16 CPU has too), else f32."""
-    if platform.machine() not in ("x86_64", "AMD64") or not Path("/proc/cpuinfo").is_file():
+    if platform.machine() not in ("x86_64", "AMD64") or not cpu().flags:
         return None
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
-    return ov.Type.bf16 if flags & {"avx512_bf16", "amx_bf16"} else ov.Type.f32
+    return ov.Type.bf16 if cpu().bf16 else ov.Type.f32
 
 
 def _openvino_outputs(compiled, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -146,7 +145,8 @@ def test_version_1_exports_have_a_fixed_size_and_every_export_carries_its_facts(
     # to compile it: so compiled, the IR and the ONNX file run f32 and match TF-Slim.
     assert not ir.has_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"])
     for model_file in (tmp_path / "openvino" / "model.xml", tmp_path / "onnx" / "model.onnx"):
-        assert compile_fields(model_file.parent.name, "fp32") == {COMPILE_FIELD: {"INFERENCE_PRECISION_HINT": "f32"}}
+        meta = json.loads((model_file.parent / "inception_hub.json").read_text())
+        assert meta[COMPILE_FIELD] == {"INFERENCE_PRECISION_HINT": "f32"}
         assert np.abs(_openvino_outputs(_documented_compile(model_file), x)["logits"] - ref["logits"]).max() <= 1e-4
         plain = ov.Core().compile_model(str(model_file), "CPU").get_property("INFERENCE_PRECISION_HINT")
         assert _plain_compile_precision() in (None, plain), (model_file.name, plain)

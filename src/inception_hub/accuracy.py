@@ -140,7 +140,7 @@ def variants(
     Exports go into a temporary folder that lives as long as `stack`."""
     from .catalog import LATEST_VERSION, resolve
     from .export import check_format, export
-    from .metadata import is_export
+    from .metadata import FORMAT_RECORDS, is_export
     from .module import load
 
     out, workdir = [], None
@@ -155,7 +155,7 @@ def variants(
                 if is_export(model):
                     raise InputError(f"{model} is already exported; --format needs a handle")
                 spec = resolve(model)
-                if fmt in ("saved_model", "tf1_hub"):  # this network in that format, at any size
+                if FORMAT_RECORDS[fmt].saved_model:  # this network in that format, at any size
                     spec = dataclasses.replace(spec, version=LATEST_VERSION if fmt == "saved_model" else 3)
                 check_format(spec, fmt, precision, None)
                 workdir = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="evaluate_")))
@@ -177,11 +177,11 @@ def variants(
 def _combinations(formats, backends, precisions) -> list[tuple[str | None, str | None, str]]:
     """Each format with each precision, on each of `backends` that runs it (on its own runtime
     when none of them does); no format: each backend with each precision."""
-    from .source import FORMAT_BACKENDS
+    from .metadata import FORMAT_RECORDS
 
     out = []
     for fmt in formats:
-        runs = FORMAT_BACKENDS.get(fmt, ("tf",)) if fmt else None
+        runs = FORMAT_RECORDS[fmt].backends if fmt else None
         usable = [b for b in backends if runs is None or b in runs] or [None]
         out += [(fmt, b, p) for b in usable for p in precisions]
     return out

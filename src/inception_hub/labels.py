@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from importlib import resources
 from typing import NamedTuple
 
@@ -28,6 +29,35 @@ def imagenet_wnids() -> tuple[str, ...]:
     `imagenet_synsets.txt`)."""
     text = resources.files("inception_hub").joinpath("data/imagenet_wnids.txt").read_text("utf-8")
     return ("background", *text.split())
+
+
+#: Characters that end a line for some reader of a labels file (Python's str.splitlines, text
+#: editors, TF's line readers): a class name holding one would split into two lines.
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def check_label(name: str) -> str:
+    """A class name that a labels file (one name a line) holds safely, or InputError naming it."""
+    if not name.strip() or _LINE_BREAKS & set(name):
+        raise InputError(
+            f"class name {name!r} is empty or holds a line break (\\n, \\r, U+2028, ...), which would split "
+            "the labels file; rename it"
+        )
+    return name
+
+
+def labels_text(names: Sequence[str]) -> str:
+    """A labels file's text: one checked name a line."""
+    return "".join(check_label(n) + "\n" for n in names)
+
+
+def parse_labels(text: str, expected: int | None = None) -> list[str]:
+    """A labels file's names (split on newlines only, as written); `expected` is the model's
+    output width, which the count must equal."""
+    names = text.removesuffix("\n").split("\n") if text else []
+    if expected is not None and len(names) != expected:
+        raise InputError(f"the labels file has {len(names)} names for {expected} outputs; it is damaged: export again")
+    return names
 
 
 class Prediction(NamedTuple):

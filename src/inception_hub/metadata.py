@@ -8,19 +8,59 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .catalog import CARDS, ModelSpec
-from .errors import InceptionHubError
-from .labels import imagenet_labels
+from .errors import InceptionHubError, InputError
+from .labels import imagenet_labels, labels_text, parse_labels
 
 METADATA = "assets.extra/inception_hub.json"
 LABELS = "assets.extra/labels.txt"
 INPUT_CONTRACT = "float32 [batch, height, width, 3] RGB in [0, 1]"
-#: Every format `export` writes; `saved_model` and `tf1_hub` are tfhub.dev's own.
-FORMATS = ("saved_model", "tf1_hub", "onnx", "openvino", "tflite")
-#: The model file of each format that is not a SavedModel, in its export folder.
-MODEL_FILES = {"onnx": "model.onnx", "openvino": "model.xml", "tflite": "model.tflite"}
+
+
+@dataclass(frozen=True)
+class Format:
+    """One format `export` writes, and how it is read back: everything known about it."""
+
+    name: str  # as `export --format` names it
+    title: str
+    model_file: str | None  # the model in the export folder; None for a SavedModel
+    backends: tuple[str, ...]  # what runs it, the default first
+    precisions: tuple[str, ...]  # what it can be exported in (bf16 is an OpenVINO inference mode)
+    recorded_as: str  # its `format` in inception_hub.json
+
+    @property
+    def saved_model(self) -> bool:
+        """A SavedModel keeps the metadata in assets.extra/; the others beside the model file."""
+        return self.model_file is None
+
+
+#: Every format `export` writes, tfhub.dev's own two first.
+FORMAT_RECORDS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("saved_model", "TF2 SavedModel", None, ("tf",), ("fp32",), "tf2_saved_model"),
+        Format("tf1_hub", "TF1 Hub module", None, ("tf",), ("fp32",), "tf1_hub"),
+        Format("onnx", "ONNX model", "model.onnx", ("onnxruntime", "openvino"), ("fp32", "int8"), "onnx"),
+        Format("openvino", "OpenVINO IR", "model.xml", ("openvino",), ("fp32", "bf16", "int8"), "openvino"),
+        Format("tflite", "TFLite model", "model.tflite", ("tflite",), ("fp32", "int8"), "tflite"),
+    )
+}
+FORMATS = tuple(FORMAT_RECORDS)
+#: The model file of each format that is not a SavedModel (a view of FORMAT_RECORDS).
+MODEL_FILES = {f.name: f.model_file for f in FORMAT_RECORDS.values() if f.model_file}
+
+
+def published_format(spec: ModelSpec) -> Format:
+    """What tfhub.dev published for the handle's version: TF1 Hub for 1 and 3, else SavedModel."""
+    return FORMAT_RECORDS["tf1_hub" if spec.hub_format == "tf1_hub" else "saved_model"]
+
+
+def format_of(meta: dict) -> Format | None:
+    """The format an export's metadata records (None: one this version does not know)."""
+    return next((f for f in FORMAT_RECORDS.values() if f.recorded_as == meta.get("format")), None)
 
 
 def is_saved_model(path: str | os.PathLike) -> bool:
@@ -55,7 +95,7 @@ def write_metadata(
     meta, labels = describe(spec, labels, image_size, **extra_fields)
     (folder / Path(METADATA).name).write_text(json.dumps(meta, indent=1) + "\n")
     if labels:
-        (folder / Path(LABELS).name).write_text("\n".join(labels) + "\n")
+        (folder / Path(LABELS).name).write_text(labels_text(labels), encoding="utf-8")
     return meta
 
 
@@ -107,7 +147,11 @@ def read_metadata(path: str | os.PathLike) -> dict:
     except (OSError, ValueError) as e:
         raise InceptionHubError(f"{meta_file} is unreadable ({e}); export the model again") from None
     labels_file = meta_file.parent / Path(LABELS).name
-    meta["labels"] = labels_file.read_text().splitlines() if labels_file.is_file() else None
+    try:
+        text = labels_file.read_text(encoding="utf-8") if labels_file.is_file() else None
+        meta["labels"] = parse_labels(text, meta.get("output_dim")) if text is not None else None
+    except (OSError, UnicodeDecodeError, InputError) as e:
+        raise InceptionHubError(f"{labels_file}: {e}; export the model again") from None
     return meta
 
 

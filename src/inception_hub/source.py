@@ -12,7 +12,7 @@ from pathlib import Path
 from .catalog import ModelSpec, resolve
 from .errors import InputError
 from .labels import imagenet_labels
-from .metadata import MODEL_FILES, is_export, read_metadata, spec_of
+from .metadata import format_of, is_export, read_metadata, spec_of
 from .weights import Weights, load_weights
 
 TASKS = ("classify", "embed")
@@ -108,32 +108,30 @@ def resolve_source(
     return source.with_kind(kind) if kind else source
 
 
-#: Which backends run each exported format (the first is the default).
-FORMAT_BACKENDS = {"onnx": ("onnxruntime", "openvino"), "openvino": ("openvino",), "tflite": ("tflite",)}
-
-
 def _export_source(path: str, checkpoint, backend: str | None, precision: str) -> Source:
     if checkpoint is not None:
         raise InputError(f"{path} is an exported model with its own weights; drop the checkpoint argument")
     meta = read_metadata(path)
-    fmt = meta["format"]
+    fmt = format_of(meta)
     labels = tuple(meta["labels"]) if meta.get("labels") else None
     common = (spec_of(meta), path, labels, tuple(meta["default_image_size"]))
-    if fmt in ("tf2_saved_model", "tf1_hub"):
+    if fmt is None:
+        raise InputError(
+            f"{path} holds a {meta.get('format')!r} model, which this version cannot run; upgrade inception-hub"
+        )
+    if fmt.saved_model:
         if backend not in (None, "tf") or precision != "fp32":
             raise InputError(f"{path} is a SavedModel: it runs on the tf backend in fp32")
         return Source(*common, saved_model=str(Path(path).resolve()))
-    if fmt not in FORMAT_BACKENDS or fmt not in MODEL_FILES:
-        raise InputError(f"{path} holds a {fmt!r} model, which this version cannot run; upgrade inception-hub")
-    backends = FORMAT_BACKENDS[fmt]
+    backends = fmt.backends
     if backend not in (None, *backends):
-        raise InputError(f"{path} is a {fmt} model: it runs on {' or '.join(backends)}, not {backend}")
+        raise InputError(f"{path} is a {fmt.name} model: it runs on {' or '.join(backends)}, not {backend}")
     exported = meta.get("precision", "fp32")
     if precision not in ("fp32", exported):
         raise InputError(f"{path} was exported in {exported} and runs in it; export it again for {precision}")
-    model_file = Path(path).resolve() / MODEL_FILES[fmt]
+    model_file = Path(path).resolve() / fmt.model_file
     if not model_file.is_file():
-        raise InputError(f"{path} has no {MODEL_FILES[fmt]}; export the model again")
+        raise InputError(f"{path} has no {fmt.model_file}; export the model again")
     backend = backend or backends[0]
     _require(backend)
     return Source(*common, model_file=str(model_file), backend=backend, precision=exported)

@@ -11,14 +11,6 @@ import numpy as np
 from .base import Infer, Runner
 
 
-def openvino_compile_config(precision: str) -> dict[str, str]:
-    """The properties `ov.Core().compile_model(model_file, "CPU", properties)` needs to run an ONNX
-    or OpenVINO model exported in `precision` as it was exported. OpenVINO runs an fp32 model in
-    bf16 on CPUs with AVX512_BF16 unless the compile call asks for f32, and takes no such request
-    from the model file. int8 asks for f32 too: its quantized layers come from the model."""
-    return {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
-
-
 def exported_runner(model_file: str | Path, backend: str, precision: str, threads: int | None = None) -> Runner:
     from .onnx import RUNNERS, default_threads
 

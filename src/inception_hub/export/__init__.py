@@ -12,19 +12,25 @@ from .._version import __version__
 from ..atomic import atomic_dir
 from ..catalog import ModelSpec, resolve
 from ..errors import InceptionHubError, InputError
-from ..metadata import FORMATS, METADATA, describe, is_export, read_metadata, write_metadata
+from ..metadata import (
+    FORMAT_RECORDS,
+    FORMATS,
+    METADATA,
+    describe,
+    is_export,
+    published_format,
+    read_metadata,
+    write_metadata,
+)
 from ..weights import Weights, load_weights
 from . import proto
 
 __all__ = ["FORMATS", "METADATA", "export", "get_expected_image_size", "read_metadata", "write_metadata"]
 
-#: The precisions each format can be exported in (bf16 is an OpenVINO inference mode).
-PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"), "tflite": ("fp32", "int8")}
-
 
 def default_format(spec: ModelSpec) -> str:
     """What tfhub.dev published for the handle's version."""
-    return "tf1_hub" if spec.hub_format == "tf1_hub" else "saved_model"
+    return published_format(spec).name
 
 
 def check_format(spec: ModelSpec, fmt: str | None, precision: str, calibration) -> str:
@@ -32,10 +38,11 @@ def check_format(spec: ModelSpec, fmt: str | None, precision: str, calibration) 
     fmt = fmt or default_format(spec)
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if fmt in ("saved_model", "tf1_hub") and fmt != default_format(spec):
+    record = FORMAT_RECORDS[fmt]
+    if record.saved_model and fmt != default_format(spec):
         want = "/5 (or /4)" if fmt == "saved_model" else "/3 (or /1)"
         raise InputError(f"{spec.handle} is published as {default_format(spec)}; for {fmt} export version {want}")
-    allowed = PRECISIONS.get(fmt, ("fp32",))
+    allowed = record.precisions
     if precision not in allowed:
         raise InputError(f"{fmt} exports in {' or '.join(allowed)}, not {precision}")
     if calibration is not None and precision != "int8":
@@ -84,17 +91,17 @@ def export(
 
             export_tf2(spec, weights, staging)
         else:
-            from .formats import EXPORTERS, Job
+            from .formats import EXPORTERS, Job, compile_fields
 
+            extra.update(compile_fields(fmt, precision))
+            if precision == "int8":
+                extra["int8_weight_bits"] = 7  # the portable recipe: it runs on any CPU
             meta, labels = describe(spec, format=fmt, **extra)
             staging.mkdir(parents=True, exist_ok=True)
             EXPORTERS[fmt](Job(spec, weights, staging, meta, labels, calibration))
-        write_metadata(spec, staging, flat=fmt not in ("saved_model", "tf1_hub"), **extra, **_format_field(fmt))
+        record = FORMAT_RECORDS[fmt]
+        write_metadata(spec, staging, flat=not record.saved_model, **extra, format=record.recorded_as)
     return Path(outdir)
-
-
-def _format_field(fmt: str) -> dict:
-    return {} if fmt in ("saved_model", "tf1_hub") else {"format": fmt}
 
 
 def get_expected_image_size(path_or_handle: str | os.PathLike) -> tuple[int, int]:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import ModelSpec
-from ..engine.exported import openvino_compile_config
-from ..metadata import MODEL_FILES
+from ..engine.onnx import openvino_compile_config
+from ..metadata import FORMAT_RECORDS
 from ..weights import Weights
 
 #: The metadata field holding the properties to compile an ONNX or OpenVINO export with.
@@ -59,7 +59,7 @@ def export_onnx(job: Job) -> None:
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(model, str(job.out / MODEL_FILES["onnx"]))
+    onnx.save(model, str(job.out / FORMAT_RECORDS["onnx"].model_file))
 
 
 def export_openvino(job: Job) -> None:
@@ -76,7 +76,7 @@ def export_openvino(job: Job) -> None:
         model.reshape({"images": ov.PartialShape([-1, *job.spec.image_size, 3])})
     model.set_rt_info(json.dumps(job.meta), ["inception_hub", "metadata"])
     model.set_rt_info("\n".join(job.labels or ()), ["inception_hub", "labels"])
-    ov.save_model(model, str(job.out / MODEL_FILES["openvino"]), compress_to_fp16=False)
+    ov.save_model(model, str(job.out / FORMAT_RECORDS["openvino"].model_file), compress_to_fp16=False)
 
 
 def export_tflite(job: Job) -> None:
@@ -106,7 +106,7 @@ def export_tflite(job: Job) -> None:
     with warnings.catch_warnings():  # the converter calibrates with TF's own, deprecated, interpreter
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         model = converter.convert()
-    (job.out / MODEL_FILES["tflite"]).write_bytes(model)
+    (job.out / FORMAT_RECORDS["tflite"].model_file).write_bytes(model)
 
 
 def _representative(spec: ModelSpec, calibration: str | None):
@@ -127,10 +127,11 @@ def _engine_model(job: Job):
     import onnx
 
     from ..engine.onnx import int8_path, onnx_path
+    from ..engine.quantize import PORTABLE
     from ..nets.onnx_builder import without_feature_map
 
-    if job.meta["precision"] == "int8":
-        path = int8_path(job.spec, job.weights, job.calibration)
+    if job.meta["precision"] == "int8":  # the recipe every CPU runs: an export may go anywhere
+        path = int8_path(job.spec, job.weights, job.calibration, PORTABLE)
     else:
         path = onnx_path(job.spec, job.weights)
     return without_feature_map(onnx.load(str(path)))

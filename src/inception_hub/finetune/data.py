@@ -11,8 +11,9 @@ import numpy as np
 import tensorflow as tf
 
 from ..batch import decode
-from ..errors import InceptionHubError
+from ..errors import InceptionHubError, InputError
 from ..files import is_hidden, is_image_name, walk
+from ..labels import check_label
 
 BRIGHTNESS_DELTA = 0.2
 
@@ -37,6 +38,11 @@ def scan(data_dir: str | os.PathLike) -> tuple[list[str], list[tuple[str, int]]]
     if not root.is_dir():
         raise DataError(f"{root} is not a directory; expected one subfolder of images per class")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p))
+    for name in classes:  # refused before any training: they would split the labels file
+        try:
+            check_label(name)
+        except InputError as e:
+            raise DataError(f"{root / name}: {e}") from None
     if len(classes) < 2:
         raise DataError(f"{root} has {len(classes)} class folder(s); a classifier needs at least 2 (one per class)")
     files = [(path, index) for index, name in enumerate(classes) for path in walk(root / name, images_only=False)]

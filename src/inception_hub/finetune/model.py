@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..catalog import ModelSpec
+from ..labels import labels_text
 from ..nets import ARCHITECTURES
 from ..nets.layers import BATCH_NORM_MOMENTUM, DROPOUT_KEEP_PROB, WEIGHT_DECAY
 from ..nets.tf_module import InceptionNet
@@ -87,7 +88,7 @@ def save(result: FineTuneResult, net: Classifier, spec: ModelSpec, size: int, ou
     with atomic_dir(output) as staging:
         save_tf2(net, spec, staging, result.classes, (size, size))
         write_metadata(spec, staging, result.classes, image_size=(size, size), finetuned=True)
-        (staging / "labels.txt").write_text("\n".join(result.classes) + "\n")
+        (staging / "labels.txt").write_text(labels_text(result.classes), encoding="utf-8")
         metrics = {
             "classes": result.classes,
             "best_epoch": result.best_epoch,
