@@ -20,7 +20,7 @@ MAX_LINES = 400
 #: The floors, bottom first: a module may import its own floor or the ones below. A name is a
 #: module or a package (every module inside it), relative to the package; the longest match wins.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("ground floor", ("_version", "errors", "atomic", "quiet")),
+    ("ground floor", ("_version", "errors", "atomic", "quiet", "cpu")),
     ("networks", ("nets",)),
     ("cards", ("catalog", "labels")),
     ("preprocessing", ("files", "images", "inputs")),

@@ -8,7 +8,16 @@
 The default is the fastest exact backend installed, in the order the model card gives.
 """
 
-from .base import BACKENDS, PRECISIONS, Infer, Runner
+from .base import BACKENDS, PRECISIONS, Infer, Runner, require_precision
 from .choose import available_backends, choose_backend, runner
 
-__all__ = ["BACKENDS", "PRECISIONS", "Infer", "Runner", "available_backends", "choose_backend", "runner"]
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "Infer",
+    "Runner",
+    "available_backends",
+    "choose_backend",
+    "require_precision",
+    "runner",
+]

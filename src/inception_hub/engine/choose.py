@@ -11,7 +11,7 @@ import os
 from ..catalog import CARDS, ModelSpec
 from ..errors import InputError
 from ..weights import Weights
-from .base import BACKENDS, PRECISIONS, Runner
+from .base import BACKENDS, PRECISIONS, Runner, require_precision
 
 _PACKAGES = {"tf": "tensorflow", "onnxruntime": "onnxruntime", "openvino": "openvino"}
 #: The pip extra that installs each backend (ONNX Runtime comes with the core).
@@ -26,6 +26,7 @@ def choose_backend(backend: str | None, precision: str = "fp32", arch: str = "in
     """Validate an explicit choice, or pick the fastest exact backend installed for `arch`."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    require_precision(precision)
     installed = available_backends()
     if backend is None:
         if precision == "bf16":

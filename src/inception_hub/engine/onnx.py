@@ -21,9 +21,11 @@ import numpy as np
 
 from ..atomic import atomic_file
 from ..catalog import ModelSpec
+from ..cpu import cpu
 from ..nets.layers import FEATURE_MAP, FEATURES, LOGITS
 from ..weights import Weights, folder, record_checkpoint
-from .base import Infer, Runner
+from .base import Infer, Runner, require_precision
+from .quantize import Recipe, recipe_for
 
 #: Bump when the generated graph changes, so cached models are rebuilt.
 GRAPH_VERSION = 3
@@ -40,17 +42,21 @@ def onnx_path(spec: ModelSpec, weights: Weights) -> Path:
     return _store(path, build_onnx(spec.arch, spec.num_classes, weights), weights)
 
 
-def int8_path(spec: ModelSpec, weights: Weights, calibration: str | os.PathLike | None = None) -> Path:
+def int8_path(
+    spec: ModelSpec, weights: Weights, calibration: str | os.PathLike | None = None, recipe: Recipe | None = None
+) -> Path:
     """The int8 model for these weights, calibrated on the photos in `calibration` (default: the
-    bundled set), quantized once and cached beside the fp32 model."""
+    bundled set) with `recipe` (default: the one for this CPU), quantized once and cached beside
+    the fp32 model."""
     from .quantize import Calibration, calibration_files, calibration_key, quantize
 
+    recipe = recipe or recipe_for(cpu())
     fp32 = onnx_path(spec, weights)
     files = calibration_files(calibration)
-    path = fp32.with_name(f"{fp32.stem}-int8-{calibration_key(files)}.onnx")
+    path = fp32.with_name(f"{fp32.stem}-int8-{calibration_key(files)}-{recipe.key}.onnx")
     if path.is_file():
         return path
-    return _store(path, quantize(fp32, Calibration(files, spec.image_size)), weights)
+    return _store(path, quantize(fp32, Calibration(files, spec.image_size), recipe), weights)
 
 
 def _store(path: Path, model: bytes, weights: Weights) -> Path:
@@ -72,7 +78,7 @@ def _store(path: Path, model: bytes, weights: Weights) -> Path:
 
 def default_threads() -> int:
     """Every core this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpu().cores
 
 
 def onnxruntime_runner(path: Path, precision: str, threads: int, spinning: bool = True) -> Runner:
@@ -91,15 +97,22 @@ def onnxruntime_runner(path: Path, precision: str, threads: int, spinning: bool 
     return _runner([o.name for o in session.get_outputs()], output, "onnxruntime")
 
 
+def openvino_compile_config(precision: str) -> dict[str, str]:
+    """The properties `ov.Core().compile_model(model_file, "CPU", properties)` needs to run an ONNX
+    or OpenVINO model exported in `precision` as it was exported. OpenVINO runs an fp32 model in
+    bf16 on CPUs with AVX512_BF16 unless the compile call asks for f32, and takes no such request
+    from the model file. int8 asks for f32 too: its quantized layers come from the model."""
+    return {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+
+
 def openvino_runner(path: Path, precision: str, threads: int) -> Runner:
     import openvino as ov
 
+    require_precision(precision)  # a bf16 export loaded on a CPU without bf16
     core = ov.Core()
-    if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        warnings.warn("this CPU has no bf16 support: OpenVINO runs the model in fp32", stacklevel=3)
     # OpenVINO would otherwise run fp32 models in bf16 on CPUs that have it: exact needs f32.
     config = {
-        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",  # int8 layers come from the model
+        **openvino_compile_config(precision),
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": threads,
     }

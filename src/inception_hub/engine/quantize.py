@@ -1,9 +1,12 @@
 """int8 engine models: post-training static quantization of the converted ONNX model.
 
 One recipe for both engines: ONNX Runtime's static quantizer writes a QDQ model, weights int8 per
-output channel, activations uint8, ranges from min/max calibration on photos. Weights use 7 bits
-(`reduce_range`): CPUs without VNNI multiply u8 x s8 pairs with a saturating 16-bit instruction
-that full 8-bit weights overflow. ONNX Runtime and OpenVINO both run the QDQ model in int8.
+output channel, activations uint8, ranges from min/max calibration on photos. ONNX Runtime and
+OpenVINO both run the QDQ model in int8. The weights' width depends on the CPU (`recipe_for`):
+CPUs without VNNI multiply u8 x s8 pairs with a saturating 16-bit instruction that full 8-bit
+weights overflow, so they get 7-bit weights (`reduce_range`); CPUs with VNNI (or AMX) accumulate
+in 32 bits and get the full 8 bits, which is closer to fp32. Exports, which may run on any CPU,
+use the portable 7-bit recipe.
 
 Calibration streams one batch at a time (the quantizer merges ranges batch by batch), so its
 memory is that of one batch whatever the number of photos. The default set is the bundled photos
@@ -17,10 +20,12 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..cpu import CpuInfo
 from ..errors import InputError
 from ..images import decode_image, preprocess
 
@@ -30,6 +35,27 @@ COUNT = 256
 BATCH = 4
 #: Bump when the recipe changes, so cached int8 models are rebuilt.
 RECIPE = 1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How wide the int8 weights are: 8 bits where the CPU has VNNI, else 7."""
+
+    weight_bits: int
+
+    @property
+    def key(self) -> str:
+        """Its part of the cached model's name."""
+        return f"w{self.weight_bits}"
+
+
+#: The recipe that runs without overflow on every CPU: for exports and CPUs without VNNI.
+PORTABLE = Recipe(7)
+
+
+def recipe_for(info: CpuInfo) -> Recipe:
+    """The int8 recipe for a CPU: full 8-bit weights with VNNI or AMX, 7-bit without."""
+    return Recipe(8) if info.vnni else PORTABLE
 
 
 def calibration_files(directory: str | os.PathLike | None) -> list[Path]:
@@ -102,7 +128,7 @@ def _readable(path: Path) -> bool:
     return True
 
 
-def quantize(fp32_model: Path, calibration: Calibration) -> bytes:
+def quantize(fp32_model: Path, calibration: Calibration, recipe: Recipe = PORTABLE) -> bytes:
     """The int8 QDQ model of `fp32_model`, calibrated on `calibration`'s inputs."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -142,7 +168,7 @@ def quantize(fp32_model: Path, calibration: Calibration) -> bytes:
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            reduce_range=True,
+            reduce_range=recipe.weight_bits < 8,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
