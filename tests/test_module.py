@@ -103,3 +103,16 @@ def test_identity_is_the_digest_known_at_load_and_reads_nothing_again(v1_ckpt, s
     monkeypatch.setattr(source_module, "load_weights", lambda *a, **k: reads.append(a))
     assert clf.identity() == digest(synth_weights["inception_v1"])
     assert clf.feature_vector().identity() == clf.identity() and reads == []
+
+
+def test_a_folder_named_like_a_short_name_does_not_shadow_it(v1_ckpt, tmp_path, monkeypatch):
+    """An export in ./inception_v1 once answered for the short name `inception_v1`: the name
+    means the catalog's module, and the folder is loaded when written as a path."""
+    from inception_hub.export import export
+    from inception_hub.source import resolve_source
+
+    export("inception_v1", tmp_path / "inception_v1", v1_ckpt, format="onnx")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_source("inception_v1").exported is None
+    assert resolve_source("./inception_v1").exported == str(tmp_path / "inception_v1" / "model.onnx")
+    assert resolve_source(tmp_path / "inception_v1").exported is not None

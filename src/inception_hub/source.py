@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .catalog import ModelSpec, resolve
-from .errors import InputError
+from .errors import InputError, UnknownHandleError
 from .labels import imagenet_labels
 from .metadata import format_of, is_export, read_metadata, spec_of
 from .weights import Weights, load_weights
@@ -87,7 +87,7 @@ def resolve_source(
         kind = "feature_vector"
     if calibration is not None and precision != "int8":
         raise InputError("a calibration folder applies to precision int8 only")
-    if is_export(handle):
+    if _names_a_folder(handle):
         source = _export_source(os.fspath(handle), checkpoint, backend, precision)
     else:
         spec = resolve(os.fspath(handle))
@@ -106,6 +106,21 @@ def resolve_source(
             f"{source.name} outputs feature vectors; use `inception-hub embed` for it, or a classification model"
         )
     return source.with_kind(kind) if kind else source
+
+
+def _names_a_folder(handle: str | os.PathLike) -> bool:
+    """Whether `handle` means an export folder. A string that is also a handle or short name
+    (`inception_v1`) means the catalog's module even where a folder of that name sits in the
+    working directory: write it as a path (`./inception_v1`) to mean the folder."""
+    if not is_export(handle):
+        return False
+    if not isinstance(handle, str) or handle.startswith((".", "/", "~")) or os.path.isabs(handle):
+        return True
+    try:
+        resolve(handle)
+    except UnknownHandleError:
+        return True
+    return False
 
 
 def _export_source(path: str, checkpoint, backend: str | None, precision: str) -> Source:
