@@ -1,10 +1,12 @@
 """Classify the bundled sample photos with Inception V1: the end-to-end path a user takes.
 
 The first run downloads the official TF-Slim checkpoint into the cache. Where that is not
-possible (no internet) and the project's reference data sits beside the checkout, it runs the
-same pipeline on the synthetic reference checkpoint instead, and says so: the classes are then
-not meaningful, but every stage (weights validation, decoding, preprocessing, network, labels)
-runs for real.
+possible (no internet) and the project's reference data sits beside the checkout, it imports the
+synthetic reference checkpoint into the cache instead (as `inception-hub fetch --from` does), and
+says so: the classes are then not meaningful, but every stage (weights validation, decoding,
+preprocessing, network, labels) runs for real, and the README's next commands run too. `models`
+and `evaluate` show the weights as imported; `inception-hub cache --remove inception_v1` then
+`inception-hub fetch inception_v1` puts the official ones in their place.
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ def main() -> int:
         if ckpt is None:
             print(e, file=sys.stderr)
             return 2
+        fetch("inception_v1", source=ckpt, progress=False)
         print(
-            "NOTE: the official weights could not be downloaded here, so this run uses the synthetic\n"
-            f"reference checkpoint ({ckpt}). The pipeline is real; the predicted classes are not.\n",
+            "NOTE: the official weights could not be downloaded here, so the synthetic reference\n"
+            f"checkpoint ({ckpt}) was imported into the cache instead. The pipeline is real; the\n"
+            "predicted classes are not. For the official weights, once online:\n"
+            "  inception-hub cache --remove inception_v1 && inception-hub fetch inception_v1\n",
             file=sys.stderr,
         )
-        args += ["--checkpoint", ckpt]
     return cli.main(args)
 
 
