@@ -118,3 +118,18 @@ def test_the_server_explains_under_its_limits(models, checkpoints):
         assert status == 404
     finally:
         s.shutdown()
+
+
+def test_the_overlay_names_the_mapped_class_by_its_label():
+    """An overlay for a class other than the top one said "class 2"; it names the class."""
+    from inception_hub.cam import caption
+    from inception_hub.labels import imagenet_labels
+
+    rng = np.random.default_rng(0)
+    fmap, w = rng.random((7, 7, 8), np.float32), rng.normal(size=(8, 1001)).astype(np.float32)
+    b = np.zeros(1001, np.float32)
+    logits = fmap.mean((0, 1)) @ w + b
+    other = int(np.argsort(logits)[0])  # the least likely class: never in the top 5
+    e = from_feature_map(fmap, w, b, other, None)
+    assert e.label == imagenet_labels()[other]
+    assert caption(e)[-1] == f"map for {imagenet_labels()[other]}" and len(caption(e)) == 6

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .errors import InceptionHubError, InputError
-from .labels import Prediction, decode_predictions
+from .labels import Prediction, decode_predictions, imagenet_labels
 from .nets import NUM_CLASSES
 
 
@@ -30,6 +30,7 @@ class Explanation:
     heatmap: np.ndarray
     class_index: int
     predictions: list[Prediction]
+    label: str = ""  # the class's name
 
 
 def normalise(cam: np.ndarray) -> np.ndarray:
@@ -50,7 +51,8 @@ def explanation(
     if labels is None and logits.shape[-1] != NUM_CLASSES:
         labels = [f"class {i}" for i in range(logits.shape[-1])]
     predictions = decode_predictions(logits[None], top=5, labels=labels)[0]
-    return Explanation(normalise(cam_of(int(class_index))), int(class_index), predictions)
+    label = (labels or imagenet_labels())[int(class_index)]
+    return Explanation(normalise(cam_of(int(class_index))), int(class_index), predictions, label)
 
 
 def from_feature_map(
@@ -79,14 +81,20 @@ def overlay(photo: np.ndarray, explanation: Explanation, alpha: float = 0.45) ->
     mixed = np.asarray(base, np.float32) * (1 - alpha * h) + color * (alpha * h)
     out = Image.fromarray(mixed.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(out)
-    lines = [f"{p.label}  {p.score:.1%}" for p in explanation.predictions]
-    if explanation.predictions[0].index != explanation.class_index:
-        lines.append(f"map for class {explanation.class_index}")
+    lines = caption(explanation)
     width = max(draw.textlength(line) for line in lines) + 8
     draw.rectangle([0, 0, width, 12 * len(lines) + 6], fill=(0, 0, 0))
     for i, line in enumerate(lines):
         draw.text((4, 3 + 12 * i), line, fill=(255, 255, 255))
     return out
+
+
+def caption(explanation: Explanation) -> list[str]:
+    """The lines written on an overlay: the top 5, and the class mapped when it is not the first."""
+    lines = [f"{p.label}  {p.score:.1%}" for p in explanation.predictions]
+    if explanation.predictions[0].index != explanation.class_index:
+        lines.append(f"map for {explanation.label or f'class {explanation.class_index}'}")
+    return lines
 
 
 def class_index_of(text: str, labels: Sequence[str]) -> int:
