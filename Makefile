@@ -25,8 +25,14 @@ demo: $(VENV)/.core
 	$(BIN)/python scripts/demo.py
 
 browser:
-	@command -v chromedriver >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@if command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		echo "make test: installing Debian's chromium and chromium-driver for the web page's test ($(if $(SUDO),sudo )apt-get)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "make test: no chromedriver and no apt-get here: install Chromium and ChromeDriver, or tests/test_web_page.py fails"; \
+	fi
 
 test: $(VENV)/.all browser
 	$(BIN)/python -m pytest -q
