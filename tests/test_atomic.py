@@ -77,3 +77,15 @@ def test_files_honour_the_umask(tmp_path, mask):
     assert stat.S_IMODE((tmp_path / "shared.npz").stat().st_mode) == stat.S_IMODE(
         (tmp_path / "plain.txt").stat().st_mode
     )
+
+
+def test_a_refusal_offers_overwrite_only_where_it_exists(tmp_path):
+    """finetune has no --overwrite: its refusal must not tell the user to pass one."""
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "x").write_text("x")
+    with pytest.raises(InceptionHubError) as plain, atomic_dir(dest):
+        pass
+    assert "--overwrite" not in str(plain.value) and "choose another path" in str(plain.value)
+    with pytest.raises(InceptionHubError, match="or --overwrite to replace it"), atomic_dir(dest, ours=lambda p: True):
+        pass

@@ -64,9 +64,9 @@ def atomic_dir(
     if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
         what = "a file" if not dest.is_dir() or dest.is_symlink() else "a folder that is not empty"
         if not overwrite:
-            raise InceptionHubError(
-                f"{dest} already exists ({what}); choose another path, or --overwrite to replace it"
-            )
+            # Only where something of ours may be replaced is there an --overwrite to offer.
+            offer = ", or --overwrite to replace it" if ours is not None else ""
+            raise InceptionHubError(f"{dest} already exists ({what}); choose another path{offer}")
         if ours is None or dest.is_symlink() or not dest.is_dir() or not ours(dest):
             raise InceptionHubError(
                 f"{dest} already exists and was not written by inception-hub ({what}); it is left as it is: "
