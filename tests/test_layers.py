@@ -4,6 +4,7 @@ names across files, no module over 400 lines (tools/check_layers.py)."""
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +44,22 @@ def test_the_checker_finds_upward_imports_loops_private_names_and_size(tmp_path)
     assert "import loop: cli.a -> cli.b" in problems
     assert any(p.startswith("src/inception_hub/cli/b.py: 402 lines") for p in problems)
     assert len(problems) == 5, problems
+
+
+def test_the_readme_names_every_file_of_the_package():
+    """README's "How the code is laid out" matches the tree, file by file: every module is named
+    there (by its path, or by its name under a `folder/*.py` row)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## How the code is laid out") : text.index("Where new things go:")]
+    package = ROOT / "src" / "inception_hub"
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        folder = rel.rsplit("/", 1)[0] if "/" in rel else None
+        named = f"`{rel}`" in section or (folder and f"`{folder}/*.py`" in section and path.stem in section)
+        if not named:
+            missing.append(rel)
+    assert missing == []
+    files = [path.relative_to(package).as_posix() for path in package.rglob("*.py")]
+    for named in set(re.findall(r"`([\w/]+\.py)`", section)) - {"tools/check_layers.py"}:
+        assert any(f == named or f.endswith("/" + named) for f in files), f"README names {named}, which is gone"
