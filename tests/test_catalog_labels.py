@@ -49,6 +49,45 @@ from inception_hub.labels import LABELS_SHA256, decode_predictions, imagenet_lab
             ("inception_resnet_v2", "feature_vector", 4),
         ),
         ("kaggle.com/models/google/inception-v1/tensorflow2/feature-vector/1/", ("inception_v1", "feature_vector", 4)),
+        # The .tar.gz files tfhub.dev's downloads came from, and the module pages' test bucket.
+        (
+            "https://storage.googleapis.com/tfhub-modules/google/imagenet/inception_resnet_v2/classification/3.tar.gz",
+            ("inception_resnet_v2", "classification", 3),
+        ),
+        (
+            "https://storage.googleapis.com/tfhub-test-modules/google/imagenet/inception_v1/feature_vector/1.tar.gz",
+            ("inception_v1", "feature_vector", 1),
+        ),
+        (
+            "https://storage.googleapis.com/tfhub-test-modules/google/image/imagenet/inception_v1/feature_vector/1.tar.gz",
+            ("inception_v1", "feature_vector", 1),
+        ),
+        (
+            "gs://tfhub-modules/google/imagenet/inception_v1/classification/4.tar.gz",
+            ("inception_v1", "classification", 4),
+        ),
+        # Where tfhub.dev's redirects landed, and Kaggle's download API.
+        (
+            "https://www.kaggle.com/models/google/inception-v1/frameworks/TensorFlow2/variations/classification/versions/2?tfhub-redirect=true",
+            ("inception_v1", "classification", 5),
+        ),
+        (
+            "https://www.kaggle.com/api/v1/models/google/inception-resnet-v2/tensorFlow2/feature-vector/1/download",
+            ("inception_resnet_v2", "feature_vector", 4),
+        ),
+        # kagglehub handles, with and without a version (then the newest).
+        ("google/inception-v1/tensorFlow2/classification/2", ("inception_v1", "classification", 5)),
+        ("google/inception-v1/tensorFlow2/classification/1", ("inception_v1", "classification", 4)),
+        ("google/inception-v1/tensorFlow2/classification", ("inception_v1", "classification", 5)),
+        ("google/inception-resnet-v2/TensorFlow2/feature-vector", ("inception_resnet_v2", "feature_vector", 5)),
+        # Kaggle TensorFlow1 versions (the mapping is inferred: see catalog.KAGGLE_TF1_VERSIONS).
+        ("google/inception-v1/tensorFlow1/classification/1", ("inception_v1", "classification", 1)),
+        ("google/inception-v1/tensorFlow1/feature-vector/2", ("inception_v1", "feature_vector", 3)),
+        (
+            "https://www.kaggle.com/models/google/inception-resnet-v2/frameworks/TensorFlow1/variations/classification/versions/3",
+            ("inception_resnet_v2", "classification", 3),
+        ),
+        ("google/inception-v1/tensorFlow1/classification", ("inception_v1", "classification", 3)),
     ],
 )
 def test_handles_resolve(handle, expected):
@@ -67,6 +106,10 @@ def test_handles_resolve(handle, expected):
         "a/b/c/d/e/f",
         "https://www.kaggle.com/models/google/inception-v1/TensorFlow2/classification/3",
         "https://www.kaggle.com/models/google/inception-v3/TensorFlow2/classification/2",
+        "google/inception-v1/tensorFlow1/classification/4",
+        "google/inception-v1/pyTorch/classification/1",
+        "https://storage.googleapis.com/tfhub-modules/google/imagenet/inception_v1/classification/5",
+        "https://storage.googleapis.com/other-bucket/google/imagenet/inception_v1/classification/5.tar.gz",
     ],
 )
 def test_unknown_handles_list_the_known_ones(handle):
@@ -85,18 +128,47 @@ def test_every_spelling_of_every_module_resolves_to_it_and_names_its_own_cache_f
     for spec in all_specs():
         names = spellings(spec)
         assert names[0] == spec.url and len(names) == len(set(names))
-        assert len(names) == (6 if spec.kind == "classification" else 12) + (8 if spec.version >= 4 else 0)
+        # tfhub.dev and its mirror in China: 2 hosts, https and http, the kind's spellings, as written, with a
+        # slash, with ?tf-hub-format=compressed; 5 .tar.gz locations; 12 Kaggle URLs per Kaggle version.
+        kaggle_versions = 2 if spec.version == 3 else 1
+        assert len(names) == 2 * 2 * (1 if spec.kind == "classification" else 2) * 3 + 5 + 12 * kaggle_versions
         for name in names:
             assert resolve(name) == spec
             folders.setdefault(folder_name(name), spec)
     assert len(folders) == sum(len(spellings(s)) for s in all_specs())  # no two spellings share a folder
 
 
-def test_kaggle_tensorflow1_urls_are_refused_with_the_reason():
-    with pytest.raises(UnknownHandleError, match="TensorFlow1 version, whose tfhub.dev version is not documented"):
-        resolve(
-            "https://www.kaggle.com/models/google/inception-v1/frameworks/tensorFlow1/variations/classification/versions/1"
-        )
+def test_kaggle_tensorflow1_versions_map_1_to_1_and_2_3_to_3_and_say_it_is_inferred():
+    from inception_hub.catalog import KAGGLE_TF1_NOTE, KAGGLE_TF1_VERSIONS, kagglehub_handles
+
+    url = "https://www.kaggle.com/models/google/inception-v1/frameworks/tensorFlow1/variations/classification/versions/"
+    assert [resolve(url + v).version for v in "123"] == [1, 3, 3]
+    assert KAGGLE_TF1_VERSIONS == {1: 1, 2: 3, 3: 3} and "inferred" in KAGGLE_TF1_NOTE
+    assert kagglehub_handles(resolve("inception_v1/feature_vector/3")) == [
+        "google/inception-v1/tensorFlow1/feature-vector/2",
+        "google/inception-v1/tensorFlow1/feature-vector/3",
+    ]
+    assert kagglehub_handles(resolve("inception_resnet_v2/classification/5")) == [
+        "google/inception-resnet-v2/tensorFlow2/classification/2"
+    ]
+
+
+@pytest.mark.parametrize(
+    "handle",
+    [
+        "https://tfhub.dev/google/tfjs-model/imagenet/inception_v1/classification/3/default/1",
+        "https://tfhub.dev/google/tfjs-model/imagenet/inception_v1/classification/3/default/1?tfjs-format=compressed",
+        "google/inception-v1/tfJs/classification/1",
+        "https://www.kaggle.com/models/google/inception-v1/tfJs/classification/1",
+    ],
+)
+def test_tfjs_handles_say_what_exists_instead(handle):
+    with pytest.raises(UnknownHandleError) as e:
+        resolve(handle)
+    message = str(e.value)
+    assert "is a TF.js model, which inception-hub does not build" in message
+    assert "https://tfhub.dev/google/imagenet/inception_v1/classification/5" in message
+    assert "google/inception-v1/tensorFlow2/classification/2" in message and "--format onnx" in message
 
 
 def test_load_takes_any_spelling(v1_ckpt):
@@ -107,6 +179,19 @@ def test_load_takes_any_spelling(v1_ckpt):
         1,
         1024,
     )
+
+
+def test_load_and_model_take_kagglehub_handles_and_the_module_pages_tar_gz(v1_ckpt, capsys):
+    from conftest import reference_images
+    from inception_hub.cli import main
+
+    m = inception_hub.load("google/inception-v1/tensorFlow2/feature-vector", checkpoint=v1_ckpt)
+    assert m.spec == resolve("inception_v1/feature_vector/5")
+    photo = str(reference_images("inception_v1")[0])
+    gcs = "https://storage.googleapis.com/tfhub-test-modules/google/imagenet/inception_v1/classification/1.tar.gz"
+    for handle in ("google/inception-v1/tensorFlow2/classification", gcs):
+        assert main(["classify", photo, "--model", handle, "--checkpoint", v1_ckpt, "-k", "1", "--no-progress"]) == 0
+        assert capsys.readouterr().out.startswith(photo + "\n  1. ")
 
 
 def test_load_unknown_handle_fails_before_any_weights():

@@ -105,9 +105,11 @@ def test_every_published_spelling_gets_the_same_module(hub_url, path):
     assert status == 200 and ctype == "application/gzip" and body == canonical[2]
 
 
-def test_a_kaggle_tensorflow1_path_is_404_with_the_reason(hub_url):
+def test_kaggle_tensorflow1_paths_are_the_tf1_modules_and_tfjs_is_404_with_what_exists(hub_url):
     status, _, body = get(f"{hub_url}/models/google/inception-v1/TensorFlow1/classification/2")
-    assert status == 404 and b"not documented" in body and b"tfhub.dev handle" in body
+    assert status == 200 and b"<h1>google/imagenet/inception_v1/classification/3</h1>" in body
+    status, _, body = get(f"{hub_url}/google/tfjs-model/imagenet/inception_v1/classification/3/default/1")
+    assert status == 404 and b"TF.js model" in body and b"google/imagenet/inception_v1/classification/5" in body
 
 
 def test_model_page_and_index(hub_url):

@@ -5,7 +5,8 @@ published accuracy, preprocessing, engine order. A `ModelSpec` is one published 
 network, an output kind and a version. Everything else reads these; nothing repeats them.
 
 Handles are the ones tfhub.dev published, e.g. `google/imagenet/inception_v1/classification/5`,
-with or without `https://tfhub.dev/`, plus short names such as `inception_v1` or
+with or without `https://tfhub.dev/`, their .tar.gz files in Google Cloud Storage, their Kaggle
+Models URLs and kagglehub handles, plus short names such as `inception_v1` or
 `inception_resnet_v2/feature_vector` (the newest version).
 """
 
@@ -196,6 +197,19 @@ def all_specs() -> list[ModelSpec]:
 #: Hosts that served the tfhub.dev handles: tfhub.dev itself and its mirror in China.
 _TFHUB = re.compile(r"^(?:https?://)?(?:www\.)?(?:tfhub\.dev|hub\.tensorflow\.google\.cn)/", re.IGNORECASE)
 _KAGGLE = re.compile(r"^(?:https?://)?(?:www\.)?kaggle\.com/", re.IGNORECASE)
+#: Where tfhub.dev kept the modules' .tar.gz files (its downloads were redirected there; module
+#: pages of 2018 linked the test bucket, some under `google/image/imagenet/`), and China's mirror.
+_GCS = re.compile(
+    r"^(?:gs://|(?:https?://)?(?:storage\.googleapis\.com|gcs\.tensorflow\.google\.cn)/)(?:tfhub-modules|tfhub-test-modules)/",
+    re.IGNORECASE,
+)
+GCS_BUCKETS = (
+    "https://storage.googleapis.com/tfhub-modules/google/imagenet",
+    "https://storage.googleapis.com/tfhub-test-modules/google/imagenet",
+    "https://storage.googleapis.com/tfhub-test-modules/google/image/imagenet",
+    "gs://tfhub-modules/google/imagenet",
+    "https://gcs.tensorflow.google.cn/tfhub-modules/google/imagenet",
+)
 
 #: Kaggle Models versions of the TensorFlow2 framework -> tfhub.dev versions. In November 2023
 #: tfhub.dev redirected each handle to Kaggle Models, which numbers a variation's versions per
@@ -205,9 +219,20 @@ _KAGGLE = re.compile(r"^(?:https?://)?(?:www\.)?kaggle\.com/", re.IGNORECASE)
 #: `kaggle.com/models/google/inception-v1/frameworks/tensorFlow2/variations/classification/versions/2`,
 #: as `imagenet/resnet_v2_50/feature_vector/5` and `imagenet/mobilenet_v2_100_224/feature_vector/5`
 #: moved to TensorFlow2 `versions/2`, and the variation of a feature vector is `feature-vector`
-#: (`inception-v3/.../variations/feature-vector`). The TensorFlow1 framework's numbering of
-#: /1 and /3 is not documented anywhere found, so Kaggle's TensorFlow1 URLs are not accepted.
+#: (`inception-v3/.../variations/feature-vector`).
 KAGGLE_TF2_VERSIONS = {1: 4, 2: 5}
+#: Kaggle TensorFlow1 versions -> tfhub.dev versions. INFERRED, NOT DOCUMENTED: every tfhub.dev ->
+#: Kaggle pair that can be checked (universal-sentence-encoder-large TF1 /1 /2 /3 -> Kaggle
+#: TensorFlow1 1 2 3; nnlm, elmo, albert) numbers each framework's versions 1..n in order, so /1
+#: is 1 and /3 is 2 if Kaggle renumbered it, or 3 if it kept the number: both map to /3. /1 and /3
+#: hold the same weights (they differ in input size and BatchNorm momentum), so a wrong guess
+#: costs little.
+KAGGLE_TF1_VERSIONS = {1: 1, 2: 3, 3: 3}
+KAGGLE_TF1_NOTE = (
+    "Kaggle TensorFlow1 versions are mapped 1 -> /1 and 2, 3 -> /3: inferred from how Kaggle numbered "
+    "other tfhub.dev modules, not documented for these (/1 and /3 hold the same weights)."
+)
+_KAGGLE_FRAMEWORKS = {"tensorflow2": KAGGLE_TF2_VERSIONS, "tensorflow1": KAGGLE_TF1_VERSIONS}
 
 
 def kaggle_slug(arch: str) -> str:
@@ -215,64 +240,107 @@ def kaggle_slug(arch: str) -> str:
     return arch.replace("_", "-")
 
 
+def kaggle_versions(spec: ModelSpec) -> tuple[str, list[int]]:
+    """The Kaggle Models framework of a module (`tensorFlow2` or `tensorFlow1`, as kagglehub
+    handles spell it) and the Kaggle versions that stand for it."""
+    tf2 = spec.hub_format == "tf2_saved_model"
+    table = KAGGLE_TF2_VERSIONS if tf2 else KAGGLE_TF1_VERSIONS
+    return ("tensorFlow2" if tf2 else "tensorFlow1"), [k for k, v in table.items() if v == spec.version]
+
+
+def kagglehub_handles(spec: ModelSpec) -> list[str]:
+    """The kagglehub handles of a module, e.g. `google/inception-v1/tensorFlow2/classification/2`."""
+    framework, versions = kaggle_versions(spec)
+    base = f"google/{kaggle_slug(spec.arch)}/{framework}/{spec.kind.replace('_', '-')}"
+    return [f"{base}/{v}" for v in versions]
+
+
 def kaggle_urls(spec: ModelSpec) -> list[str]:
-    """The Kaggle Models URLs of a module (none for the TF1 versions 1 and 3, see above): the
-    short form Kaggle's usage snippets show and the long form of its pages, with and without www,
-    with the framework spelled as each shows it."""
-    kaggle = {v: k for k, v in KAGGLE_TF2_VERSIONS.items()}.get(spec.version)
-    if kaggle is None:
-        return []
+    """The Kaggle Models URLs of a module: the short form Kaggle's usage snippets show and the long
+    form of its pages, with and without www, with the framework spelled as each shows it; the long
+    form with `?tfhub-redirect=true` (where tfhub.dev's redirects landed); the download API."""
+    framework, versions = kaggle_versions(spec)
     variation = spec.kind.replace("_", "-")
+    slug = kaggle_slug(spec.arch)
     urls = []
-    for host in ("https://www.kaggle.com", "https://kaggle.com"):
-        base = f"{host}/models/google/{kaggle_slug(spec.arch)}"
-        for framework in ("TensorFlow2", "tensorFlow2"):
-            urls.append(f"{base}/{framework}/{variation}/{kaggle}")
-            urls.append(f"{base}/frameworks/{framework}/variations/{variation}/versions/{kaggle}")
+    for kaggle in versions:
+        for fw in (framework[0].upper() + framework[1:], framework):
+            short = f"models/google/{slug}/{fw}/{variation}/{kaggle}"
+            long = f"models/google/{slug}/frameworks/{fw}/variations/{variation}/versions/{kaggle}"
+            for host in ("https://www.kaggle.com", "https://kaggle.com"):
+                urls += [f"{host}/{short}", f"{host}/{long}"]
+            urls += [f"https://www.kaggle.com/{long}?tfhub-redirect=true"]
+            urls += [f"https://www.kaggle.com/api/v1/models/google/{slug}/{fw}/{variation}/{kaggle}/download"]
     return urls
 
 
 def spellings(spec: ModelSpec) -> list[str]:
     """Every way users' code names this module, as written (tensorflow_hub caches a module under
-    the SHA-1 of the exact string): https and http, `feature_vector` and tfhub.dev's own
-    `feature-vector`, with and without a trailing slash or `?tf-hub-format=compressed`, and the
-    Kaggle Models URLs. `spec.url` comes first."""
+    the SHA-1 of the exact string): tfhub.dev and hub.tensorflow.google.cn over https and http,
+    `feature_vector` and tfhub.dev's own `feature-vector`, with and without a trailing slash or
+    `?tf-hub-format=compressed`; the .tar.gz files in Google Cloud Storage; the Kaggle Models URLs.
+    `spec.url` comes first."""
     kinds = dict.fromkeys((spec.kind, spec.kind.replace("_", "-")))
     out = []
-    for scheme in ("https", "http"):
-        for kind in kinds:
-            url = f"{scheme}://tfhub.dev/google/imagenet/{spec.arch}/{kind}/{spec.version}"
-            out += [url, url + "/", url + "?tf-hub-format=compressed"]
+    for host in ("tfhub.dev", "hub.tensorflow.google.cn"):
+        for scheme in ("https", "http"):
+            for kind in kinds:
+                url = f"{scheme}://{host}/google/imagenet/{spec.arch}/{kind}/{spec.version}"
+                out += [url, url + "/", url + "?tf-hub-format=compressed"]
+    out += [f"{bucket}/{spec.arch}/{spec.kind}/{spec.version}.tar.gz" for bucket in GCS_BUCKETS]
     return out + kaggle_urls(spec)
 
 
 def _published(text: str) -> ModelSpec | None:
-    """The module a published handle names (a tfhub.dev handle or a Kaggle Models URL, with or
-    without host and query), or None when `text` is not one."""
+    """The module a published handle names (a tfhub.dev handle, a GCS .tar.gz, a Kaggle Models
+    URL or kagglehub handle, with or without host and query), or None when `text` is not one."""
     text = text.strip().split("#", 1)[0].split("?", 1)[0]
-    kaggle = _KAGGLE.match(text)
-    parts = [p for p in text[kaggle.end() if kaggle else 0 :].split("/") if p]
-    if not kaggle and parts[:1] != ["models"]:
-        parts = [p for p in _TFHUB.sub("", text).split("/") if p]
+    gcs = _GCS.match(text)
+    if gcs:
+        parts = text[gcs.end() :].split("/")
+        if len(parts) == 6 and [p.lower() for p in parts[:3]] == ["google", "image", "imagenet"]:
+            parts.pop(1)  # the 2018 test bucket's path
         if len(parts) != 5 or [p.lower() for p in parts[:2]] != ["google", "imagenet"]:
             return None
-        arch, kind, version = parts[2], parts[3], parts[4]
-    else:
-        if len(parts) == 9 and [p.lower() for p in parts[3:9:2]] == ["frameworks", "variations", "versions"]:
-            parts = parts[:3] + parts[4::2]
-        if len(parts) != 6 or [p.lower() for p in parts[:2]] != ["models", "google"]:
+        return _spec(parts[2], parts[3], parts[4].removesuffix(".tar.gz")) if parts[4].endswith(".tar.gz") else None
+    kaggle = _KAGGLE.match(text)
+    parts = [p for p in text[kaggle.end() if kaggle else 0 :].split("/") if p]
+    low = [p.lower() for p in parts]
+    if low[:2] == ["api", "v1"] and len(parts) == 9 and low[8] == "download":
+        parts, low = parts[2:8], low[2:8]  # Kaggle's download API: models/google/<model>/<fw>/<var>/<v>
+    if not kaggle and low[:1] != ["models"]:
+        if len(parts) in (4, 5) and low[0] == "google" and low[1] != "imagenet":
+            return _kaggle(text, *parts[1:])  # a kagglehub handle
+        parts = [p for p in _TFHUB.sub("", text).split("/") if p]
+        if len(parts) == 8 and parts[1].lower() == "tfjs-model" and _spec(parts[3], parts[4], parts[5]):
+            raise UnknownHandleError(_tfjs(text, parts[3], parts[4]))
+        if len(parts) != 5 or [p.lower() for p in parts[:2]] != ["google", "imagenet"]:
             return None
-        arch, framework, kind, version = parts[2], parts[3].lower(), parts[4], parts[5]
-        if framework == "tensorflow1":
-            raise UnknownHandleError(
-                f"{text!r} is a Kaggle TensorFlow1 version, whose tfhub.dev version is not documented; "
-                "name the module by its tfhub.dev handle, e.g. "
-                f"https://tfhub.dev/google/imagenet/{arch.replace('-', '_')}/{kind.replace('-', '_')}/1 or /3"
-            )
-        if framework != "tensorflow2" or not version.isdigit() or int(version) not in KAGGLE_TF2_VERSIONS:
-            return None
-        version = str(KAGGLE_TF2_VERSIONS[int(version)])
-    return _spec(arch, kind, version)
+        return _spec(parts[2], parts[3], parts[4])
+    if len(parts) in (7, 9) and low[3:9:2] == ["frameworks", "variations", "versions"][: (len(parts) - 3) // 2]:
+        parts = parts[:3] + parts[4::2]  # the long form of Kaggle's pages
+    if len(parts) not in (5, 6) or low[:2] != ["models", "google"]:
+        return None
+    return _kaggle(text, *parts[2:])
+
+
+def _kaggle(text: str, slug: str, framework: str, variation: str, version: str | None = None) -> ModelSpec | None:
+    """The module of a Kaggle Models name; without a version, the newest one."""
+    versions = _KAGGLE_FRAMEWORKS.get(framework.lower())
+    if framework.lower() == "tfjs" and _spec(slug, variation, "1"):
+        raise UnknownHandleError(_tfjs(text, slug, variation))
+    if versions is None or (version is not None and (not version.isdigit() or int(version) not in versions)):
+        return None
+    return _spec(slug, variation, str(versions[int(version) if version else max(versions)]))
+
+
+def _tfjs(text: str, arch: str, kind: str) -> str:
+    spec = _spec(arch, kind, str(LATEST_VERSION))
+    return (
+        f"{text!r} is a TF.js model, which inception-hub does not build. What exists instead: the TensorFlow "
+        f"modules of the same network, {spec.url} (or /1, /3, /4; Kaggle: {kagglehub_handles(spec)[0]}), "
+        f"and for runtimes without TensorFlow an ONNX export: inception-hub export {spec.handle} DIR --format onnx"
+    )
 
 
 def _spec(arch: str, kind: str, version: str) -> ModelSpec | None:
@@ -305,9 +373,10 @@ def resolve(handle: str) -> ModelSpec:
 def _known() -> str:
     return (
         " Known handles: google/imagenet/{inception_v1,inception_resnet_v2}/{classification,feature_vector}/"
-        "{1,3,4,5} (optionally prefixed with https://tfhub.dev/; feature-vector also works), their Kaggle "
-        "Models URLs (https://www.kaggle.com/models/google/inception-v1/TensorFlow2/classification/2), or the "
-        "short names inception_v1, "
+        "{1,3,4,5} (optionally prefixed with https://tfhub.dev/; feature-vector also works), their .tar.gz "
+        "files (https://storage.googleapis.com/tfhub-modules/google/imagenet/inception_v1/classification/5.tar.gz), "
+        "their Kaggle Models URLs (https://www.kaggle.com/models/google/inception-v1/TensorFlow2/classification/2) "
+        "and kagglehub handles (google/inception-v1/tensorFlow2/classification/2), or the short names inception_v1, "
         "inception_resnet_v2, inception_v1/feature_vector, inception_resnet_v2/feature_vector. "
         "`inception-hub models` lists them all."
     )
