@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint browser
+.PHONY: demo test lint browser legacy-venv
 
 # The web page's test drives a real browser: Debian's Chromium and its driver, installed when missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -21,6 +21,20 @@ $(VENV)/.all: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all]' -c constraints.txt
 	touch $@ $(VENV)/.core
 
+# The last stack where tensorflow_hub's hub.Module exists (TF 2.15, tensorflow_hub 0.15), for
+# tests/test_legacy_hub.py: the TF1 module pages' code runs there, unchanged, on our exports.
+# TF 2.15 has wheels for Python 3.9 to 3.11. Nothing is cached outside this folder.
+LEGACY := .venv-legacy
+LEGACY_PYTHON ?= $(PYTHON)
+
+$(LEGACY)/.ready:
+	$(LEGACY_PYTHON) -m venv $(LEGACY)
+	echo '*' > $(LEGACY)/.gitignore
+	$(LEGACY)/bin/pip install --quiet --no-cache-dir 'tensorflow==2.15.1' 'tensorflow-hub==0.15.0' 'numpy<2' 'setuptools<81'
+	touch $@
+
+legacy-venv: $(LEGACY)/.ready
+
 demo: $(VENV)/.core
 	$(BIN)/python scripts/demo.py
 
@@ -34,7 +48,7 @@ browser:
 		echo "make test: no chromedriver and no apt-get here: install Chromium and ChromeDriver, or tests/test_web_page.py fails"; \
 	fi
 
-test: $(VENV)/.all browser
+test: $(VENV)/.all browser legacy-venv
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.all

@@ -6,7 +6,9 @@ on). Each has the signatures `default`, `image_classification` (classification m
 `image_feature_vector`, with input `images` (`[None, 224, 224, 3]` for version 1, any size for
 version 3) and output `default` (logits or features) plus the main end points, e.g.
 `InceptionV1/Mixed_5c`. Beside it, `tfhub_module.pb` (a ModuleDef) and, in every graph, the
-`image_module_info` attachment holding the default image size.
+`image_module_info` attachment holding the default image size. The graphs use only the
+collections tensorflow_hub's `hub.Module` accepts, so the real `hub.Module` (tensorflow_hub 0.15
+on TF 2.15) loads them, as it loaded tfhub.dev's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,22 @@ from ..nets.tf_builder import TFBuilder
 from . import proto
 
 ATTACHMENTS_COLLECTION = "hub_module_attachments"
+#: The graph collections tensorflow_hub's hub.Module (0.15, its last release) accepts in a module;
+#: it raises "Unsupported collections in graph" for any other.
+HUB_MODULE_COLLECTIONS = frozenset(
+    {
+        "variables",
+        "trainable_variables",
+        "model_variables",
+        "table_initializer",
+        "update_ops",
+        "regularization_losses",
+        "asset_filepaths",
+        "cond_context",
+        "while_context",
+        ATTACHMENTS_COLLECTION,
+    }
+)
 
 
 def _build_graph(spec: ModelSpec, training: bool) -> tuple[tf.Graph, dict, dict, dict]:
@@ -36,11 +54,12 @@ def _build_graph(spec: ModelSpec, training: bool) -> tuple[tf.Graph, dict, dict,
         images = tf.compat.v1.placeholder(tf.float32, [None, h, w, 3], name="images")
         variables = {}
         for s in variable_specs(spec.arch, include_top=spec.num_classes is not None):
-            collections = [tf.compat.v1.GraphKeys.GLOBAL_VARIABLES]
+            # As TF-Slim's model variables: every one in MODEL_VARIABLES, the weights also in
+            # TRAINABLE_VARIABLES. No other collection: hub.Module refuses a graph with one it
+            # does not know (MOVING_AVERAGE_VARIABLES among them), see HUB_MODULE_COLLECTIONS.
+            collections = [tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, tf.compat.v1.GraphKeys.MODEL_VARIABLES]
             if s.trainable:
                 collections.append(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
-            else:
-                collections.append(tf.compat.v1.GraphKeys.MOVING_AVERAGE_VARIABLES)
             variables[s.name] = tf.compat.v1.get_variable(
                 s.name,
                 shape=s.shape,
