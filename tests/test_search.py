@@ -74,6 +74,7 @@ def test_hnsw_above_the_exact_limit_keeps_recall(monkeypatch, tmp_path):
     vectors, queries = clustered(4000, seed=2), clustered(100, seed=3)
     index = Index(MODEL, 64)
     index.add([str(i) for i in range(4000)], vectors)
+    index.prepare()  # the graph is built here (or by save and load), never inside a query
     approx = index.query(queries, k=10)
     exact = index.query(queries, k=10, exact=True)
     truth, _ = brute_force(vectors, queries, 10)
@@ -98,7 +99,7 @@ def test_refusals_name_the_problem(tmp_path):
     with pytest.raises(InputError, match="is not an index: build one with `inception-hub index"):
         Index.load(tmp_path)
     index.save(tmp_path / "ix")
-    (tmp_path / "ix" / "paths.txt").write_text("a\nb\n")
+    (tmp_path / "ix" / "paths.jsonl").write_text('"a"\n"b"\n')
     with pytest.raises(InputError, match="damaged"):
         Index.load(tmp_path / "ix")
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from ..errors import InceptionHubError, InputError
 from ..nets import ARCHITECTURES
 from ..outputs import check_destination, folder_of, json_with_keys
-from ..similar.index import Index, groups, is_index, model_identity, stream
+from ..similar.dedupe import groups
+from ..similar.index import Index, is_index, model_identity, stream
 from .common import PROG, Tally, find_inputs, model_results, resolve_model, run_ray
 
 #: Cosine similarity above which two photos count as copies of each other (see README).
@@ -175,19 +176,37 @@ def cmd_search(args: argparse.Namespace) -> int:
     return tally.exit_status()
 
 
+#: Characters that would break a table's rows or columns, shown escaped instead.
+ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 0x7F)} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def shown(path: str, *, table: bool = True) -> str:
+    """A path as text output shows it: bytes that are not UTF-8 (surrogate escapes) as `\\udcXX`,
+    and in a table the characters that would split its rows or columns escaped too. (JSON output
+    keeps every name exactly.)"""
+    text = path.translate(ESCAPES) if table else path
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _print_hits(rows: list[tuple[str, int, str, float]], fmt: str) -> None:
     if fmt == "json":
         print(json.dumps([{"query": q, "rank": k, "path": p, "similarity": round(s, 6)} for q, k, p, s in rows]))
-    elif fmt == "csv":
+    elif fmt == "csv":  # quoted fields keep newlines; only what cannot be written is escaped
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["query", "rank", "path", "similarity"])
-        writer.writerows((q, k, p, f"{s:.6f}") for q, k, p, s in rows)
+        writer.writerows((shown(q, table=False), k, shown(p, table=False), f"{s:.6f}") for q, k, p, s in rows)
         print(buf.getvalue(), end="")
     else:  # tab-separated, with a header: reads as a table and cuts like one
         print("query\trank\tsimilarity\tpath")
         for q, k, p, s in rows:
-            print(f"{q}\t{k}\t{s:.4f}\t{p}")
+            print(f"{shown(q)}\t{k}\t{s:.4f}\t{shown(p)}")
 
 
 def cmd_dedupe(args: argparse.Namespace) -> int:
