@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -165,20 +165,38 @@ def is_features(path: str | Path) -> bool:
     return False
 
 
+#: Where a Parquet feature file keeps its model record (schema metadata).
+MODEL_KEY = "inception_hub.model"
+
+
+def _check_names(output: Path, suffix: str, paths: list[str]) -> None:
+    """Refuse names a format cannot keep: a newline in `.paths.txt` (one name per line), bytes
+    that are not UTF-8 in Parquet (text columns are UTF-8). `.npz` keeps any name."""
+    for p in paths:
+        if suffix == ".npy" and "\n" in p:
+            raise InputError(f"{p!r} has a newline, which {output.name}'s path list cannot keep: write a .npz file")
+        if suffix == ".parquet" and not p.isascii():
+            try:
+                p.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(f"{p!r} is not UTF-8, which Parquet text cannot keep: write a .npz file") from None
+
+
 def write_features(output: str | Path, paths: list[str], features: np.ndarray, model: dict | None = None) -> None:
     """Write atomically. `.npy` holds the matrix and `<name>.paths.txt` beside it the row paths;
     `.npz` holds arrays `paths` and `features`; `.parquet` has columns `path` and `features`.
     `model` (what `search.model_identity` records) goes into `.npz` and `.parquet` files, so an
     index built from them knows which model and weights made the vectors."""
     output = check_features_path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     suffix = output.suffix.lower()
+    _check_names(output, suffix, paths)
+    output.parent.mkdir(parents=True, exist_ok=True)
     record = json.dumps(model) if model else None
     if suffix == ".npy":
         with atomic_file(output) as f:
             np.save(f, features)
         with atomic_file(output.with_suffix(".paths.txt")) as f:
-            f.write("".join(p + "\n" for p in paths).encode())
+            f.write("".join(p + "\n" for p in paths).encode("utf-8", "surrogateescape"))  # the names' own bytes
     elif suffix == ".npz":
         extra = {"model": np.array(record)} if record else {}
         with atomic_file(output) as f:
@@ -193,68 +211,6 @@ def write_features(output: str | Path, paths: list[str], features: np.ndarray, m
             table = table.replace_schema_metadata({MODEL_KEY: record})
         with atomic_file(output) as f:
             pq.write_table(table, f)
-
-
-#: Where a Parquet feature file keeps its model record (schema metadata).
-MODEL_KEY = "inception_hub.model"
-#: Rows per batch when reading feature files back.
-READ_ROWS = 8192
-
-
-def read_features(path: str | Path) -> tuple[dict | None, Iterator[tuple[list[str], np.ndarray]]]:
-    """An `embed` output read back: its model record, and its rows in batches of (paths,
-    float32 [n, dim]). Takes `.npy` (+ `.paths.txt`), `.npz`, `.parquet` and the folder of a
-    Ray embed job (its `_manifest.json` is the record; failed rows are left out). `.npy` files
-    and files written before records were kept give None: the caller names the model."""
-    path = Path(path)
-    if path.is_dir():
-        manifest = path / "_manifest.json"
-        if not manifest.is_file():
-            raise InceptionHubError(f"{path} is not the output of an embed job (it has no _manifest.json)")
-        record = json.loads(manifest.read_text())
-        if record.get("task") != "embed":
-            raise InceptionHubError(f"{path} holds {record.get('task')} results, not feature vectors")
-        return record, _parquet_rows(sorted(path.glob("part-*.parquet")))
-    suffix = path.suffix.lower()
-    if not path.is_file() or suffix not in FEATURE_SUFFIXES:
-        raise InceptionHubError(
-            f"{path} is not an embed output: give a .npy, .npz or .parquet file, or a Ray embed job's folder"
-        )
-    if suffix == ".npy":
-        listing = path.with_suffix(".paths.txt")
-        if not listing.is_file():
-            raise InceptionHubError(f"{path} has no {listing.name} beside it: the rows' photos are unknown")
-        paths = listing.read_text().splitlines()
-        features = np.load(path, mmap_mode="r")
-        return None, _chunks(paths, features)
-    if suffix == ".npz":
-        with np.load(path) as z:
-            record = json.loads(str(z["model"])) if "model" in z.files else None
-            return record, iter([(list(map(str, z["paths"])), np.asarray(z["features"], np.float32))])
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(path).metadata or {}
-    record = json.loads(meta[MODEL_KEY.encode()]) if MODEL_KEY.encode() in meta else None
-    return record, _parquet_rows([path])
-
-
-def _chunks(paths: list[str], features: np.ndarray) -> Iterator[tuple[list[str], np.ndarray]]:
-    if len(paths) != len(features):
-        raise InceptionHubError(f"{len(paths)} paths for {len(features)} feature vectors: the files do not match")
-    for i in range(0, len(paths), READ_ROWS):
-        yield paths[i : i + READ_ROWS], np.asarray(features[i : i + READ_ROWS], np.float32)
-
-
-def _parquet_rows(files: list[Path]) -> Iterator[tuple[list[str], np.ndarray]]:
-    import pyarrow.parquet as pq
-
-    for file in files:
-        for batch in pq.ParquetFile(file).iter_batches(READ_ROWS, columns=["path", "features"]):
-            rows = batch.filter(batch.column("features").is_valid())
-            if rows.num_rows:
-                column = rows.column("features")
-                flat = column.flatten().to_numpy(zero_copy_only=False)
-                yield rows.column("path").to_pylist(), flat.reshape(rows.num_rows, -1).astype(np.float32)
 
 
 # Arrow columns ---------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def _embed_with_ray(
 def _add_embeddings(index: Index | None, path: str, args: argparse.Namespace) -> Index | None:
     """Stream an embed output's vectors in (rows already indexed are skipped; relative paths are
     taken from the current folder). The model is the output's own record where it has one."""
-    from ..outputs import read_features
+    from ..similar.embeddings import read_features
 
     record, batches = read_features(path)
     model = _model_of(record, args)

@@ -14,7 +14,7 @@ import json
 import os
 import stat
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,10 +45,17 @@ def open_inside(root: Path, name: str, limit: int | None = None) -> BinaryIO:
         if not target.is_relative_to(root.resolve()):
             raise FolderProblem(f"{name} is a link to {target}, outside the folder")
         path = target
+    return open_regular(path, name, limit)
+
+
+def open_regular(path: Path, name: str, limit: int | None = None) -> BinaryIO:
+    """`path` opened for reading once it is a regular file of at most `limit` bytes (links
+    followed); FileNotFoundError when missing, FolderProblem naming it (`name`) otherwise."""
     # O_NONBLOCK: opening a FIFO does not wait for a writer (fstat then refuses it).
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
     except OSError as e:
         raise FolderProblem(f"{name} cannot be opened ({e.strerror})") from None
     info = os.fstat(fd)
@@ -192,8 +199,3 @@ def checksum(f: BinaryIO) -> int:
 def file_checksum(path: Path) -> int:
     with open(path, "rb") as f:
         return checksum(f)
-
-
-def chunked(matrix: np.ndarray, rows: int) -> Iterator[np.ndarray]:
-    for lo in range(0, len(matrix), rows):
-        yield np.asarray(matrix[lo : lo + rows])
