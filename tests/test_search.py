@@ -104,6 +104,27 @@ def test_refusals_name_the_problem(tmp_path):
         Index.load(tmp_path / "ix")
 
 
+def test_group_similarities_are_to_the_centre_not_the_first_photo():
+    """`dedupe` scored each photo against its group's first one (which so always scored 1.0,
+    however untypical); now against the group's centre, the normalised mean of its vectors."""
+    from inception_hub.similar import groups
+
+    base = np.zeros(64, np.float32)
+    base[0] = 1.0
+    rng = np.random.default_rng(5)
+    members = base + np.concatenate([[0.1], [0.02], [0.02]])[:, None] * rng.standard_normal((3, 64)).astype(np.float32)
+    far = np.zeros((1, 64), np.float32)
+    far[0, 1] = 1.0
+    index = Index(MODEL, 64)
+    index.add(["outlier", "b", "c", "far"], np.concatenate([members, far]))
+    (group,) = groups(index, threshold=0.5)
+    v = search.normalise(members).astype(np.float64)
+    centre = v.mean(0) / np.linalg.norm(v.mean(0))
+    assert [h.path for h in group] == ["outlier", "b", "c"]
+    np.testing.assert_allclose([h.score for h in group], v @ centre, atol=1e-6)
+    assert group[0].score < min(h.score for h in group[1:]) < 1.0  # the outlier is the least typical
+
+
 # ------------------------------------------------------------------------------------- commands
 
 SAMPLE = sorted((IMAGES / "imagenet-sample").glob("*.JPEG"))
@@ -208,6 +229,17 @@ def test_dedupe_and_search_write_over_their_own_outputs_only(photos, v1_ckpt, tm
     assert json.loads(groups.read_text())["photos"] == 3 and [p.name for p in sheets.iterdir()] == ["group_0001.png"]
     for _ in range(2):
         assert cli(capsys, *search, str(tmp_path / "sheet.jpg"))[0] == 0
+
+
+def test_a_big_group_sheet_wraps_into_rows(photos, v1_ckpt, tmp_path, capsys):
+    """A group's contact sheet was one row: 50 photos made an 8408x204 strip."""
+    few = sorted((photos / "orig").iterdir())[:23]
+    argv = ["dedupe", *map(str, few), "-m", "inception_v1/feature_vector", "--checkpoint", v1_ckpt]
+    code, out, _ = cli(capsys, *argv, "--threshold", "-1", "--sheets", str(tmp_path / "s"))
+    report = json.loads(out)
+    assert code == 0 and [len(g) for g in report["groups"]] == [23] and report["similarity_to"] == "centre"
+    sheet = Image.open(tmp_path / "s" / "group_0001.png")
+    assert sheet.size == (10 * (160 + 8) + 8, 3 * (160 + 28 + 8) + 8)  # 10, 10 and 3
 
 
 def originals_first(rows: list[dict]) -> float:

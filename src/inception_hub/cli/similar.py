@@ -20,9 +20,11 @@ from .common import PROG, Tally, find_inputs, model_results, resolve_model, run_
 
 #: Cosine similarity above which two photos count as copies of each other (see README).
 DEDUPE_THRESHOLD = 0.9
-#: A contact sheet shows at most this many queries (rows), or group members (columns).
+#: A search's contact sheet shows at most this many queries (a row each); a group's sheet at
+#: most GROUP_MEMBERS photos, GROUP_COLUMNS to a row (one row of 50 was an 8408-pixel strip).
 SHEET_ROWS = 200
-SHEET_COLUMNS = 50
+GROUP_MEMBERS = 50
+GROUP_COLUMNS = 10
 #: What `dedupe -o` may write over: a report of ours.
 GROUPS_KEYS = ("threshold", "photos", "groups")
 
@@ -223,7 +225,9 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
         raise InceptionHubError("no photos could be embedded")
     found = groups(index, args.threshold)
     report = [[{"path": h.path, "similarity": round(h.score, 6)} for h in g] for g in found]
-    text = json.dumps({"threshold": args.threshold, "photos": len(index), "groups": report}, indent=1)
+    # Each similarity is to the group's centre (see groups), which the report says.
+    record = {"threshold": args.threshold, "photos": len(index), "similarity_to": "centre", "groups": report}
+    text = json.dumps(record, indent=1)
     if args.output:
         from ..atomic import atomic_file
 
@@ -239,6 +243,8 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
         with atomic_dir(args.sheets, overwrite=True, ours=sheets) as staging:
             staging.mkdir()
             for i, g in enumerate(found, 1):
-                contact_sheet([[(h.path, _caption(h)) for h in g[:SHEET_COLUMNS]]], staging / f"group_{i:04d}.png")
+                shown = [(h.path, _caption(h)) for h in g[:GROUP_MEMBERS]]
+                rows = [shown[j : j + GROUP_COLUMNS] for j in range(0, len(shown), GROUP_COLUMNS)]
+                contact_sheet(rows, staging / f"group_{i:04d}.png")
     print(f"{len(found)} groups of near-duplicates among {len(index)} photos", file=sys.stderr)
     return tally.exit_status()

@@ -10,7 +10,8 @@ from .index import Hit, Index
 def groups(index: Index, threshold: float, k: int = 10) -> list[list[Hit]]:
     """Near-duplicate groups: photos joined when their cosine similarity is at least
     `threshold`, transitively (each photo's k nearest are considered). Groups of two or more,
-    largest first."""
+    largest first, each in index order. A hit's score is its cosine similarity to the group's
+    centre (the normalised mean of the group's vectors), so no member is the reference."""
     index.prepare()  # a large index searches its graph, as `load` would have it
     parent = list(range(len(index)))
 
@@ -33,6 +34,8 @@ def groups(index: Index, threshold: float, k: int = 10) -> list[list[Hit]]:
     out = []
     for ids in members.values():
         if len(ids) > 1:
-            ref = np.asarray(vectors[ids[0]])
-            out.append([Hit(index.paths[i], float(np.asarray(vectors[i]) @ ref), i) for i in ids])
+            rows = np.asarray(vectors[ids], np.float64)
+            centre = rows.mean(axis=0)
+            centre /= max(float(np.linalg.norm(centre)), 1e-12)
+            out.append([Hit(index.paths[i], float(s), i) for i, s in zip(ids, rows @ centre, strict=True)])
     return sorted(out, key=lambda g: (-len(g), g[0].path))
