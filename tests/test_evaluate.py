@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +130,25 @@ def test_the_shipped_wnid_list_is_the_label_order(wnids):
     from inception_hub.labels import imagenet_wnids
 
     assert list(imagenet_wnids()) == wnids
+
+
+def test_the_report_says_where_the_weights_came_from(capsys, tmp_path, v1_ckpt):
+    """`models` said "cached (imported, not the release)" but `evaluate` gave the scores of
+    imported (here synthetic) weights as if they were the release's."""
+    from inception_hub import fetch
+
+    for i, photo in enumerate(PHOTOS[:2]):
+        os.symlink(photo, tmp_path / f"{photo.name.split('_')[0]}_{i}.JPEG")
+    _, report = _evaluate(capsys, tmp_path, "--checkpoint", v1_ckpt)
+    assert report["variants"][0]["weights"] == {"origin": "checkpoint", "source": os.path.abspath(v1_ckpt)}
+    assert main(["evaluate", str(tmp_path), "--checkpoint", v1_ckpt, "--no-progress"]) == 0
+    assert f"weights: the checkpoint {os.path.abspath(v1_ckpt)}" in capsys.readouterr().out
+
+    fetch("inception_v1", source=v1_ckpt, progress=False)  # as the offline `make demo` does
+    _, report = _evaluate(capsys, tmp_path, "--backend", "onnxruntime", "openvino", "--precision", "fp32")
+    assert len(report["variants"]) == 2
+    for row in report["variants"]:
+        assert row["weights"]["origin"] == "imported" and row["weights"]["source"] == str(Path(v1_ckpt).resolve())
+    assert main(["evaluate", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"weights: imported from {Path(v1_ckpt).resolve()}, not the official release" in out

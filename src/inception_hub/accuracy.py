@@ -119,6 +119,7 @@ class Variant:
     precision: str
     format: str | None
     seconds: float = 0.0
+    weights: dict = field(default_factory=dict)  # where they came from: see weights_origin
     pending: list[np.ndarray] = field(default_factory=list)  # logits not yet scored
     top1: int = 0
     top5: int = 0
@@ -171,7 +172,39 @@ def variants(
         out.append(Variant(name, module, module.backend, precision, fmt))
     if not out:
         raise InputError("none of the requested backend, precision and format combinations can run")
+    origin = weights_origin(model, checkpoint)  # every variant runs the same weights (exports too)
+    for v in out:
+        v.weights = origin
     return out
+
+
+def weights_origin(model: str, checkpoint: str | None) -> dict:
+    """Where the weights of `model` come from, so a score is never read as the release's when it
+    is not: `origin` "checkpoint" (a --checkpoint file), "export" (inside an exported or
+    fine-tuned folder), or the cache's record ("release", "imported": `fetch --from`, or
+    "unknown"), with `source` (the file, folder or download) where known."""
+    from .source import resolve_source
+    from .weights import provenance
+
+    source = resolve_source(model, checkpoint)
+    if source.exported is not None:
+        return {"origin": "export", "source": os.path.abspath(source.name)}
+    if checkpoint is not None:
+        return {"origin": "checkpoint", "source": os.path.abspath(checkpoint)}
+    record = provenance(source.spec.arch) or {}
+    origin = record.get("origin") if record.get("origin") in ("release", "imported") else "unknown"
+    return {"origin": origin, "source": record.get("source"), "weights_digest": record.get("weights_digest")}
+
+
+def describe_weights(origin: dict) -> str:
+    """`weights_origin`'s record in words, as `inception-hub models` puts it."""
+    where = origin.get("source")
+    return {
+        "release": "the official release (cached)",
+        "imported": f"imported from {where}, not the official release (cached)",
+        "checkpoint": f"the checkpoint {where}",
+        "export": f"those inside {where}",
+    }.get(origin.get("origin"), "cached; where they came from was not recorded")
 
 
 def _combinations(formats, backends, precisions) -> list[tuple[str | None, str | None, str]]:
@@ -272,6 +305,7 @@ def _score(v: Variant, n: int) -> dict:
         "top1": v.top1 / n if n else None,
         "top5": v.top5 / n if n else None,
         "images_per_s": n / v.seconds if v.seconds else None,
+        "weights": v.weights,
     }
 
 

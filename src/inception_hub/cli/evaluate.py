@@ -8,7 +8,7 @@ import dataclasses
 import json
 import sys
 
-from ..accuracy import Report, evaluate, find_samples, limit_samples, variants
+from ..accuracy import Report, describe_weights, evaluate, find_samples, limit_samples, variants
 from ..outputs import check_destination, json_with_keys
 from .common import PROG
 
@@ -79,6 +79,13 @@ def table(report: Report) -> str:
         out.append(_columns(pairs))
     rate = report.images / max(report.seconds, 1e-9)
     out.append(f"{report.images} images in {report.seconds:.1f} s ({rate:.1f} images/s end to end)")
+    # Where the weights came from: scores of imported or synthetic weights are not the release's.
+    origins: dict[str, list[str]] = {}
+    for v in report.variants:
+        origins.setdefault(describe_weights(v.get("weights") or {}), []).append(v["name"])
+    for text, names in origins.items():
+        whose = "weights" if len(origins) == 1 else f"weights of {', '.join(names)}"
+        out[-1] += f"\n{whose}: {text}"
     return "\n\n".join(out)
 
 
