@@ -55,23 +55,26 @@ features = outputs["default"]
 """
 
 
-def block_network() -> list:
-    """Refuse every internet connection and name look-up from now on; returns the attempts."""
+def block_network(setattr_=setattr) -> list:
+    """Refuse every internet connection and name look-up from now on; returns the attempts.
+    `setattr_` is pytest's `monkeypatch.setattr` inside a test (undone after it)."""
     attempts: list = []
     real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    internet = (socket.AF_INET, socket.AF_INET6)
 
     def refuse(what):
         attempts.append(str(what))
         raise OSError(f"the network is blocked in this check: {what}")
 
     def connect(self, address):
-        return refuse(address) if self.family in (socket.AF_INET, socket.AF_INET6) else real_connect(self, address)
+        return refuse(address) if self.family in internet else real_connect(self, address)
 
     def connect_ex(self, address):
-        return refuse(address) if self.family in (socket.AF_INET, socket.AF_INET6) else real_connect_ex(self, address)
+        return refuse(address) if self.family in internet else real_connect_ex(self, address)
 
-    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
-    socket.getaddrinfo = lambda host, *a, **k: refuse(("getaddrinfo", host))
+    setattr_(socket.socket, "connect", connect)
+    setattr_(socket.socket, "connect_ex", connect_ex)
+    setattr_(socket, "getaddrinfo", lambda host, *a, **k: refuse(("getaddrinfo", host)))
     return attempts
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from conftest import reference
 from inception_hub.catalog import ModelSpec, resolve, spellings
 from inception_hub.cli import main
+from inception_hub.errors import InceptionHubError
 from inception_hub.metadata import METADATA
 from inception_hub.tfhub import cache as hub_cache
 
@@ -72,6 +74,60 @@ def test_unmodified_handles_load_offline_with_the_real_tensorflow_hub(tfhub_cach
     m = hub.load(KAGGLE)
     np.testing.assert_allclose(m(tf.constant(x1, tf.float32)), v1["logits"][:4], atol=1e-4, rtol=0)
 
+    # The spellings load never saw seeded before: the .tar.gz files, the China mirror, where
+    # tfhub.dev's redirects landed, Kaggle's download API.
+    for url in (
+        "https://storage.googleapis.com/tfhub-modules/google/imagenet/inception_v1/classification/5.tar.gz",
+        "gs://tfhub-modules/google/imagenet/inception_v1/classification/5.tar.gz",
+        "https://hub.tensorflow.google.cn/google/imagenet/inception_v1/classification/5",
+        "https://www.kaggle.com/models/google/inception-v1/frameworks/TensorFlow2/variations/classification/versions/2"
+        "?tfhub-redirect=true",
+        "https://www.kaggle.com/api/v1/models/google/inception-v1/tensorFlow2/classification/2/download",
+    ):
+        model = tf_keras.Sequential([hub.KerasLayer(url)])
+        model.build([None, 224, 224, 3])
+        np.testing.assert_allclose(model.predict(x1, verbose=0), v1["logits"][:4], atol=1e-4, rtol=0, err_msg=url)
+    for url in (
+        "https://storage.googleapis.com/tfhub-test-modules/google/imagenet/inception_v1/classification/1.tar.gz",
+        "https://storage.googleapis.com/tfhub-test-modules/google/image/imagenet/inception_v1/classification/1.tar.gz",
+        "https://www.kaggle.com/models/google/inception-v1/TensorFlow1/classification/1",
+    ):
+        out = hub.load(url, tags=[]).signatures["default"](images=tf.constant(x1, tf.float32))["default"]
+        np.testing.assert_allclose(out, v1["logits"][:4], atol=1e-4, rtol=0, err_msg=url)
+
+
+@pytest.mark.slow  # exports a module
+def test_kagglehub_model_download_returns_the_module_offline(checkpoints, tmp_path, offline, monkeypatch, capsys):
+    import kagglehub
+    import tensorflow as tf
+    import tensorflow_hub as hub
+    import tf_keras
+
+    from legacy_hub_check import block_network  # the one network guard of these tests
+
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path))
+    ckpt = f"--checkpoint=inception_v1={checkpoints['inception_v1', 'v1']}"
+    assert main(["install-hub-cache", "--kagglehub", V1_5, "inception_v1/feature_vector/1", ckpt, "--no-progress"]) == 0
+    assert "inferred" in capsys.readouterr().out  # the TensorFlow1 version mapping is said to be a guess
+    attempts = block_network(monkeypatch.setattr)
+    path = kagglehub.model_download("google/inception-v1/tensorFlow2/classification/2")
+    v1 = reference("inception_v1", "224x224")
+    x = tf.constant(v1["inputs_u8"][:4] / 255.0, tf.float32)
+    np.testing.assert_allclose(tf.saved_model.load(path)(x), v1["logits"][:4], atol=1e-4, rtol=0)
+    model = tf_keras.Sequential([hub.KerasLayer(path)])
+    model.build([None, 224, 224, 3])
+    np.testing.assert_allclose(model.predict(x, verbose=0), v1["logits"][:4], atol=1e-4, rtol=0)
+    tf1 = hub.load(kagglehub.model_download("google/inception-v1/tensorFlow1/feature-vector/1"), tags=[])
+    out = tf1.signatures["image_feature_vector"](images=x)["default"]
+    np.testing.assert_allclose(out, v1["feature_vector"][:4], atol=1e-4, rtol=0)
+    assert attempts == []
+    assert main(["install-hub-cache", "--kagglehub", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert (
+        "google/inception-v1/TensorFlow2/classification/2  ->  google/imagenet/inception_v1/classification/5" in listed
+    )
+    assert "inferred" in listed
+
 
 @pytest.mark.slow
 def test_list_reinstall_and_remove(tfhub_cache, checkpoints, capsys):
@@ -124,7 +180,8 @@ def test_every_spelling_is_a_link_to_one_module_with_a_descriptor(tmp_path):
     finally:
         os.umask(old)
     names = {hub_cache.folder_name(s) for s in spellings(spec)}
-    assert len(names) == len(spellings(spec)) == 20  # 12 tfhub.dev spellings and 8 Kaggle URLs
+    # 24 on tfhub.dev and hub.tensorflow.google.cn, 5 .tar.gz locations, 12 Kaggle URLs
+    assert len(names) == len(spellings(spec)) == 41
     main_folder = tmp_path / hub_cache.folder_name(spec.url)
     assert main_folder.is_dir() and not main_folder.is_symlink()
     for name in names - {main_folder.name}:
@@ -181,3 +238,92 @@ def test_tfhub_cache_dir_follows_tensorflow_hub(monkeypatch, tmp_path):
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))
     assert hub_cache.tfhub_cache_dir() == tmp_path
     assert hub_cache.tfhub_cache_dir(tmp_path / "x") == tmp_path / "x"
+
+
+def test_new_spellings_are_seeded(tmp_path):
+    spec = resolve("inception_v1/feature_vector/1")
+    _install(tmp_path, [spec])
+    installed = {e.spelling for e in hub_cache.entries(tmp_path)}
+    for spelling in (
+        "https://storage.googleapis.com/tfhub-modules/google/imagenet/inception_v1/feature_vector/1.tar.gz",
+        "https://storage.googleapis.com/tfhub-test-modules/google/imagenet/inception_v1/feature_vector/1.tar.gz",
+        "https://storage.googleapis.com/tfhub-test-modules/google/image/imagenet/inception_v1/feature_vector/1.tar.gz",
+        "https://hub.tensorflow.google.cn/google/imagenet/inception_v1/feature_vector/1",
+        "https://www.kaggle.com/models/google/inception-v1/frameworks/TensorFlow1/variations/feature-vector/versions/1"
+        "?tfhub-redirect=true",
+        "https://www.kaggle.com/api/v1/models/google/inception-v1/tensorFlow1/feature-vector/1/download",
+    ):
+        assert spelling in installed
+        assert (tmp_path / hub_cache.folder_name(spelling) / "saved_model.pb").is_file()
+
+
+def test_a_cache_folder_of_another_user_is_refused(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "tfhub_modules"
+    cache.mkdir()
+    monkeypatch.setattr(os, "geteuid", lambda: cache.stat().st_uid + 1)
+    with pytest.raises(InceptionHubError, match="belongs to another user"):
+        _install(cache, [resolve("inception_v1")])
+    with pytest.raises(InceptionHubError, match="belongs to another user"):
+        hub_cache.remove(cache)
+    assert main(["install-hub-cache", "inception_v1", "--tfhub-cache-dir", str(cache)]) == 2
+    assert "belongs to another user" in capsys.readouterr().err
+    assert list(cache.iterdir()) == []
+    monkeypatch.undo()
+    _install(tmp_path / "a-new-one", [resolve("inception_v1")])  # a folder not there yet is created, as ours
+
+
+def test_remove_leaves_what_only_carries_the_mark(tmp_path):
+    spec = resolve("inception_v1")
+    _install(tmp_path, [spec])
+    # A module tensorflow_hub downloaded, with a descriptor that has the mark in it (e.g. inside the
+    # handle string it was asked for), and one of our modules replaced since by another module.
+    forged = tmp_path / hub_cache.folder_name("https://example.com/m?Installed by: inception-hub")
+    _fake_build(spec, forged)  # our metadata file in it too
+    (forged / "saved_model.pb").write_bytes(b"someone else's module")
+    Path(f"{forged}.descriptor.txt").write_text(f"Module: https://example.com/m\n{hub_cache.MARK} (weights x)\n")
+    replaced = tmp_path / hub_cache.folder_name(spec.url)
+    (replaced / "saved_model.pb").write_bytes(b"tfhub.dev's module, downloaded again")
+    listed = {e.spelling for e in hub_cache.entries(tmp_path)}
+    assert spec.url not in listed and "https://example.com/m" not in listed and spec.url + "/" in listed
+    hub_cache.remove(tmp_path)
+    assert (forged / "saved_model.pb").read_bytes() == b"someone else's module"
+    assert (replaced / "saved_model.pb").read_bytes().startswith(b"tfhub.dev's module")
+    assert not (tmp_path / hub_cache.folder_name(spec.url + "/")).exists()  # our links went
+    assert hub_cache.entries(tmp_path) == []
+
+
+def test_kagglehub_finds_the_modules_offline(tmp_path, offline, monkeypatch):
+    import kagglehub  # the hub extra installs it
+
+    from legacy_hub_check import block_network  # the one network guard of these tests
+
+    attempts = block_network(monkeypatch.setattr)
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path))
+    specs = [resolve("inception_v1/classification/5"), resolve("inception_resnet_v2/feature_vector/3")]
+    builds = []
+
+    def build(spec, folder):
+        builds.append(spec)
+        _fake_build(spec, folder)
+
+    hub_cache.install(specs, tmp_path, lambda a: "d" * 64, build, report=lambda line: None, layout=hub_cache.KAGGLEHUB)
+    assert builds == specs
+    for handle, spec in (
+        ("google/inception-v1/tensorFlow2/classification/2", specs[0]),
+        ("google/inception-v1/TensorFlow2/classification/2", specs[0]),
+        ("google/inception-resnet-v2/tensorFlow1/feature-vector/2", specs[1]),
+        ("google/inception-resnet-v2/tensorFlow1/feature-vector/3", specs[1]),
+    ):
+        path = Path(kagglehub.model_download(handle))
+        assert json.loads((path / METADATA).read_text())["handle"] == spec.handle, handle
+    main_folder = tmp_path / "models/google/inception-v1/tensorFlow2/classification/2"
+    assert main_folder.is_dir() and not main_folder.is_symlink()
+    assert (tmp_path / "models/google/inception-v1/tensorFlow2/classification/2.complete").is_file()
+    assert attempts == []
+    # Proof that the network is out of reach: a version not installed fails.
+    with pytest.raises(Exception):  # noqa: B017 - kagglehub's own error for a failed request
+        kagglehub.model_download("google/inception-v1/tensorFlow2/classification/1")
+    assert attempts
+    assert len(hub_cache.remove(tmp_path, None, hub_cache.KAGGLEHUB)) == 6  # 2 + 2 versions x 2
+    assert not (tmp_path / "models/google/inception-v1/tensorFlow2/classification/2.complete").exists()
+    assert not main_folder.exists() and not (tmp_path / hub_cache.RECORD).exists()

@@ -83,24 +83,36 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_install_hub_cache(args: argparse.Namespace) -> int:
+    from ..catalog import KAGGLE_TF1_NOTE
     from ..tfhub import cache as hub_cache
     from ..weights import is_cached, load_weights
 
-    cache = hub_cache.tfhub_cache_dir(args.tfhub_cache_dir)
+    kaggle = args.kagglehub or args.kagglehub_cache_dir is not None
+    if kaggle and args.tfhub_cache_dir is not None:
+        raise InceptionHubError(
+            "--tfhub-cache-dir is tensorflow_hub's cache; with --kagglehub, use --kagglehub-cache-dir"
+        )
+    if kaggle:
+        cache, layout = hub_cache.kagglehub_cache_dir(args.kagglehub_cache_dir), hub_cache.KAGGLEHUB
+    else:
+        cache, layout = hub_cache.tfhub_cache_dir(args.tfhub_cache_dir), hub_cache.TFHUB
     if args.list and args.remove:
         raise InceptionHubError("--list and --remove cannot be combined")
     if args.remove:
         specs = hub_cache.select(args.models, {}, lambda arch: True) if args.models else None
-        print(f"removed {len(hub_cache.remove(cache, specs))} spellings from {cache}")
+        print(f"removed {len(hub_cache.remove(cache, specs, layout))} spellings from {cache}")
         return 0
     if args.list:
         shown = hub_cache.entries(cache)
         for e in shown:
             print(f"{e.spelling}  ->  {e.handle or '(missing: reinstall)'}" + ("" if e.is_link else f"  [{e.path}]"))
         print(f"{len(shown)} spellings of {len({e.handle for e in shown})} modules in {cache}")
+        if any("tensorflow1" in e.spelling.lower() for e in shown):
+            print(KAGGLE_TF1_NOTE)
         return 0
     from ..quiet import import_tensorflow
 
+    hub_cache.check_owned(cache)  # before any weights are read or modules built
     checkpoints = arch_checkpoints(args.checkpoint)
     specs = hub_cache.select(args.models, checkpoints, is_cached)
     import_tensorflow()
@@ -116,8 +128,17 @@ def cmd_install_hub_cache(args: argparse.Namespace) -> int:
     def build(spec, folder: Path) -> None:
         export(spec, folder, overwrite=True, progress=False, weights=read(spec.arch))
 
-    done = hub_cache.install(specs, cache, lambda arch: read(arch).digest, build, force=args.force)
+    done = hub_cache.install(specs, cache, lambda arch: read(arch).digest, build, force=args.force, layout=layout)
     modules = f"{len(specs)} module" + ("s" if len(specs) != 1 else "")
+    if any(s.hub_format == "tf1_hub" for s in specs) and (
+        kaggle or any("tensorflow1" in e.spelling.lower() for e in done)
+    ):
+        print(KAGGLE_TF1_NOTE)
+    if kaggle:
+        print(f"{len(done)} handles of {modules} ready in {cache}; kagglehub.model_download(handle) finds them offline")
+        if args.kagglehub_cache_dir is not None and os.environ.get("KAGGLEHUB_CACHE") != str(cache):
+            print(f"set KAGGLEHUB_CACHE={cache} where the kagglehub code runs")
+        return 0
     print(f"{len(done)} spellings of {modules} ready in {cache}; hub.load(url) finds them offline")
     if os.environ.get("TFHUB_CACHE_DIR") is None and args.tfhub_cache_dir is None:
         print("(tensorflow_hub's default cache; set TFHUB_CACHE_DIR to keep modules across reboots)")

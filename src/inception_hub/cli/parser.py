@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ic = sub.add_parser(
         "install-hub-cache",
-        help="put the modules into tensorflow_hub's cache under every handle spelling: unchanged hub code runs offline",
+        help="put the modules into tensorflow_hub's (or kagglehub's) cache under every handle spelling: "
+        "unchanged hub code runs offline",
     )
     ic.add_argument(
         "models",
@@ -231,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ic.add_argument(
         "--tfhub-cache-dir", metavar="DIR", help="default: $TFHUB_CACHE_DIR, else tensorflow_hub's <temp>/tfhub_modules"
+    )
+    ic.add_argument(
+        "--kagglehub",
+        action="store_true",
+        help="kagglehub's cache instead, so that kagglehub.model_download("
+        "'google/inception-v1/tensorFlow2/classification/2') finds the modules offline",
+    )
+    ic.add_argument(
+        "--kagglehub-cache-dir",
+        metavar="DIR",
+        help="with --kagglehub; default: $KAGGLEHUB_CACHE, else ~/.cache/kagglehub",
     )
     _arch_checkpoints_arg(ic, "build ARCH's modules from this checkpoint instead of the cached release (repeatable)")
     ic.add_argument("--list", action="store_true", help="show each installed spelling and the module behind it")
