@@ -183,3 +183,74 @@ def test_idle_connections_are_let_go(local_hub):
     _, server, _ = local_hub
     with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
         assert sock.recv(1) == b""  # closed by the server after its idle timeout, not held forever
+
+
+def raw_get(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        page = b""
+        while chunk := sock.recv(65536):
+            page += chunk
+    return page
+
+
+def test_a_valid_looking_host_header_is_not_echoed_into_links(local_hub):
+    url, server, _ = local_hub
+    port = server.server_address[1]
+    page = raw_get(
+        port, b"GET /google/imagenet/inception_v1/classification/5 HTTP/1.0\r\nHost: evil.example.com\r\n\r\n"
+    )
+    assert b"200 OK" in page.split(b"\r\n")[0] and b"evil.example.com" not in page
+    assert f"http://127.0.0.1:{port}/google/imagenet/inception_v1/classification/5".encode() in page
+
+
+def test_links_use_the_public_url_when_one_is_given():
+    from inception_hub.tfhub.server import ModuleStore, base_url, make_server
+
+    server = make_server("127.0.0.1", 0, ModuleStore(), quiet=True, public_url="https://hub.example.org/")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        page = raw_get(server.server_address[1], b"GET / HTTP/1.0\r\nHost: evil.example.com\r\n\r\n")
+        assert b"evil.example.com" not in page
+        status, _, body = get(
+            f"http://127.0.0.1:{server.server_address[1]}/google/imagenet/inception_v1/feature_vector/3"
+        )
+        assert status == 200 and b"https://hub.example.org/google/imagenet/inception_v1/feature_vector/3" in body
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert base_url("::1", 8008) == "http://[::1]:8008"
+    assert base_url("0.0.0.0", 8008) == f"http://{socket.gethostname()}:8008"
+
+
+def test_a_server_killed_while_building_leaves_only_what_cache_clean_removes(checkpoints, tmp_path):
+    """kill -9 in the middle of a module's build: what is left lies in the cache's tmp folder,
+    which `cache --clean` (and start-up cleaning) removes once stale."""
+    cache = tmp_path / "cache"
+    code = (
+        "import os, signal\n"
+        "from inception_hub.tfhub import server\n"
+        "from inception_hub.catalog import resolve\n"
+        "def export(spec, folder, *a, **k):\n"
+        "    folder.mkdir(parents=True)\n"
+        "    (folder / 'saved_model.pb').write_bytes(b'x' * 1000)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "server.export = export\n"
+        f"store = server.ModuleStore({{'inception_v1': {str(checkpoints['inception_v1', 'v2'])!r}}})\n"
+        "store.tarball(resolve('inception_v1/feature_vector/5'))\n"
+    )
+    env = dict(os.environ, INCEPTION_HUB_CACHE=str(cache), INCEPTION_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    left = [p for p in (cache / "hub").rglob("*") if p.is_file()]
+    assert left == [] and any((cache / "tmp").iterdir())  # the half-built module is in tmp/ only
+
+    env["INCEPTION_HUB_CACHE"] = str(cache)
+    clean = (
+        "import time\nfrom inception_hub.weights import clean_stale\n"
+        "print(len(clean_stale(now=time.time() + 2 * 3600)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", clean], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "1", proc.stderr[-2000:]
+    assert not any((cache / "tmp").iterdir())

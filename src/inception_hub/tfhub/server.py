@@ -11,8 +11,8 @@ from __future__ import annotations
 import html
 import http.server
 import os
-import re
 import shutil
+import socket
 import tarfile
 import tempfile
 import threading
@@ -69,7 +69,11 @@ class ModuleStore:
             if out.is_file():  # built by another thread or process meanwhile
                 return out
             out.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            # Built in the cache's scratch folder, whose leftovers `cache --clean` and start-up
+            # cleaning remove once stale: a server killed mid-build leaves nothing for good.
+            scratch = folder("tmp")
+            scratch.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="hub-module.", dir=scratch) as tmp:
                 checkpoint = self.checkpoints.get(spec.arch)
                 moddir = export(spec, Path(tmp) / "module", checkpoint, progress=False)
                 part = Path(tmp) / "module.tar.gz"
@@ -157,7 +161,12 @@ def index_page(base_url: str) -> str:
     )
 
 
-_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?")
+def base_url(host: str, port: int) -> str:
+    """The address links point at: the one the server listens on (this machine's name where it
+    listens on every address), never the Host a client sent, which is the client's to choose."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _public(e: WeightsUnavailableError) -> str:
@@ -175,10 +184,7 @@ class HubRequestHandler(http.server.BaseHTTPRequestHandler):
         parsed = urllib.parse.urlsplit(self.path)
         handle = parsed.path.strip("/")
         query = urllib.parse.parse_qs(parsed.query)
-        host, port = self.server.server_address[:2]
-        asked = self.headers.get("Host") or ""
-        # The Host header is the client's to choose: use it in links only if it is a host name.
-        base = f"http://{asked if _HOST.fullmatch(asked) else f'{host}:{port}'}"
+        base = self.server.public_url or base_url(*self.server.server_address[:2])
         if handle == "":
             return self._send(200, "text/html; charset=utf-8", index_page(base).encode())
         try:  # any published spelling: feature-vector, a trailing slash, a Kaggle Models path
@@ -227,10 +233,18 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 def make_server(
-    host: str, port: int, store: ModuleStore, quiet: bool = False, idle_timeout: float = 30.0
+    host: str,
+    port: int,
+    store: ModuleStore,
+    quiet: bool = False,
+    idle_timeout: float = 30.0,
+    public_url: str | None = None,
 ) -> http.server.ThreadingHTTPServer:
+    """A server of the modules on `host:port`. Its pages link to `public_url` (e.g. the address
+    of a proxy in front of it) when given, else to the address it listens on."""
     handler = type("Handler", (HubRequestHandler,), {"store": store, "timeout": idle_timeout})
     server = _Server((host, port), handler)
     server.daemon_threads = True
     server.quiet = quiet
+    server.public_url = public_url.rstrip("/") if public_url else None
     return server
