@@ -66,6 +66,7 @@ from inception_hub.labels import LABELS_SHA256, decode_predictions, imagenet_lab
             "gs://tfhub-modules/google/imagenet/inception_v1/classification/4.tar.gz",
             ("inception_v1", "classification", 4),
         ),
+        ("tfhub-modules/google/imagenet/inception_v1/classification/4.tar.gz", ("inception_v1", "classification", 4)),
         # Where tfhub.dev's redirects landed, and Kaggle's download API.
         (
             "https://www.kaggle.com/models/google/inception-v1/frameworks/TensorFlow2/variations/classification/versions/2?tfhub-redirect=true",

@@ -97,6 +97,9 @@ def test_compressed_module_is_built_once_and_cached(hub_url):
         "/google/imagenet/inception_v1/feature-vector/5/",
         "/models/google/inception-v1/TensorFlow2/feature-vector/2",
         "/models/google/inception-v1/frameworks/tensorFlow2/variations/feature-vector/versions/2",
+        "/tfhub-modules/google/imagenet/inception_v1/feature_vector/5.tar.gz",
+        "/google/inception-v1/tensorFlow2/feature-vector/2",
+        "/api/v1/models/google/inception-v1/tensorFlow2/feature-vector/2/download",
     ],
 )
 def test_every_published_spelling_gets_the_same_module(hub_url, path):

@@ -198,9 +198,10 @@ def all_specs() -> list[ModelSpec]:
 _TFHUB = re.compile(r"^(?:https?://)?(?:www\.)?(?:tfhub\.dev|hub\.tensorflow\.google\.cn)/", re.IGNORECASE)
 _KAGGLE = re.compile(r"^(?:https?://)?(?:www\.)?kaggle\.com/", re.IGNORECASE)
 #: Where tfhub.dev kept the modules' .tar.gz files (its downloads were redirected there; module
-#: pages of 2018 linked the test bucket, some under `google/image/imagenet/`), and China's mirror.
+#: pages of 2018 linked the test bucket, some under `google/image/imagenet/`), and China's mirror;
+#: without a host, the same path asked of serve-hub.
 _GCS = re.compile(
-    r"^(?:gs://|(?:https?://)?(?:storage\.googleapis\.com|gcs\.tensorflow\.google\.cn)/)(?:tfhub-modules|tfhub-test-modules)/",
+    r"^(?:gs://|(?:https?://)?(?:storage\.googleapis\.com|gcs\.tensorflow\.google\.cn)/)?(?:tfhub-modules|tfhub-test-modules)/",
     re.IGNORECASE,
 )
 GCS_BUCKETS = (
