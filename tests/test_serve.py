@@ -51,7 +51,7 @@ SAMPLES = sorted((IMAGES / "imagenet-sample").glob("*.JPEG"))[:6]
 class Running:
     """A server on loopback in a background thread with its own event loop."""
 
-    def __init__(self, models, **kwargs):
+    def __init__(self, models, port=0, grpc_port=0, **kwargs):
         self.core = ServingCore(models, **{k: v for k, v in kwargs.items() if k not in ("grpc", "index")})
         self.loop = asyncio.new_event_loop()
         self.stop = None
@@ -70,8 +70,8 @@ class Running:
                 run_server(
                     self.core,
                     "127.0.0.1",
-                    0,
-                    0 if kwargs.get("grpc", True) else None,
+                    port,
+                    grpc_port if kwargs.get("grpc", True) else None,
                     on_ready,
                     self.stop,
                     index=kwargs.get("index"),
@@ -294,6 +294,8 @@ MALFORMED = [
     b'{"instances": [[[["a", 0, 0]]]]}',
     b'{"instances": [[[["0.5", "0.5", "0.5"]]]]}',  # numbers as strings are not numbers
     b'{"instances": [[[[true, false, true]]]]}',
+    b'{"instances": [[[[true, 0.5, 0.5]]]]}',  # numpy would read true as 1.0
+    b'{"instances": [[[[0, 1, 0]]], [[[false, 1, 0]]]]}',
     b'{"instances": [[[[1' + b"0" * 5000 + b", 0, 0]]]]}",  # Python refuses ints over 4300 digits
     b'{"instances": [{"b64": "!!!"}]}',
     b'{"instances": [{"b64": "aGVsbG8="}]}',
@@ -372,8 +374,8 @@ def test_requests_are_admitted_before_their_body_is_read_and_the_deadline_covers
         with raw_post(port, path, headers, b'{"instances": [') as stalled:  # and nothing more
             time.sleep(0.5)
             small = {"instances": np.full((1, 32, 32, 3), 0.5).tolist()}
-            status, body = http("POST", f"{s.url}{path}", small)
-            assert status == 429 and "MiB of requests in progress" in json.loads(body)["error"]
+            # The stalled body holds only the bytes that arrived, not the 3 MB it declared.
+            assert http("POST", f"{s.url}{path}", small)[0] == 200
             # A client that asks first (Expect: 100-continue) is refused before it sends its body.
             asking = {**headers, "Content-Length": 2_000_000, "Expect": "100-continue"}
             with raw_post(port, path, asking, b"") as sock:

@@ -21,6 +21,7 @@ from ..similar.index import Index
 from .app import make_app
 from .core import Limits, ServingCore
 from .grpc_service import make_grpc_server
+from .http import OneLineErrors
 from .models import ServedModel, build
 from .similar import matching_models
 
@@ -34,16 +35,25 @@ async def run_server(
     grpc_port: int | None = 8500,
     ready: Callable[[int, int | None], None] | None = None,
     stop: asyncio.Event | None = None,
-    drain_timeout_s: float = 30.0,
+    drain_timeout_s: float | None = None,
     index: Index | None = None,
 ) -> None:
     """Serve until `stop` is set (or SIGINT/SIGTERM), then shut down gracefully: stop accepting,
-    answer what is queued and in flight, close."""
+    answer what is queued and in flight, close. The drain takes at most `drain_timeout_s`
+    (default: the request timeout, within which every admitted request is answered, plus a second)."""
+    if index is not None:
+        index.prepare()  # before listening: nothing heavy is built inside a request
     await core.start()
     # The drain below waits for requests itself; the runner then only closes idle connections.
     # handler_cancellation: a client that disconnects cancels its request, so its images are
     # dropped from the queue instead of run for nobody.
-    runner = web.AppRunner(make_app(core, index), access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
+    runner = web.AppRunner(
+        make_app(core, index),
+        access_log=None,
+        shutdown_timeout=1.0,
+        handler_cancellation=True,
+        logger=OneLineErrors(),  # malformed requests as one line each, not tracebacks
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -65,6 +75,8 @@ async def run_server(
     await stop.wait()
     # Drain: new requests get 503 / UNAVAILABLE at once while admitted ones complete; then the
     # pools close (nothing can reach them any more) and the listeners, all within the timeout.
+    if drain_timeout_s is None:
+        drain_timeout_s = core.limits.timeout_s + 1.0
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(core.close(), drain_timeout_s)
     if grpc_server is not None:
@@ -73,12 +85,15 @@ async def run_server(
 
 
 def check_port(host: str, port: int, flag: str) -> None:
-    """Fail now, naming the port and the flag, if `port` cannot be listened on (0 means any)."""
+    """Fail now, naming the port and the flag, if `port` cannot be listened on (0 means any).
+    Bound as the listeners bind (SO_REUSEADDR), so connections of a previous run still in
+    TIME-WAIT do not stop a restart, while a server listening there does."""
     if port == 0:
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
     except OSError as e:
         raise InceptionHubError(

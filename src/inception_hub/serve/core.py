@@ -9,22 +9,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ctypes
-import ctypes.util
+import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..batch import decode
 from ..errors import InputError
 from ..inputs import check_images
-from .batcher import Batcher, Overloaded, ShuttingDown
+from .batcher import Batcher, Expired, Overloaded, ShuttingDown
+from .metrics import Metrics
 from .models import ServedModel, Signature
+from .parsing import BodyParser, WorkerDied, release_memory
 
 T = TypeVar("T")
 
@@ -50,6 +51,7 @@ TooLarge = _error("TooLarge", 413, "INVALID_ARGUMENT", "A request over the size 
 ResourceExhausted = _error("ResourceExhausted", 429, "RESOURCE_EXHAUSTED", "The queue is full: back off, retry.")
 DeadlineExceeded = _error("DeadlineExceeded", 504, "DEADLINE_EXCEEDED", "No answer within the request timeout.")
 Unavailable = _error("Unavailable", 503, "UNAVAILABLE", "The server is shutting down.")
+RequestTimeout = _error("RequestTimeout", 408, "DEADLINE_EXCEEDED", "A request body that arrives too slowly.")
 UnsupportedMediaType = _error("UnsupportedMediaType", 415, "INVALID_ARGUMENT", "A body encoding not accepted.")
 
 
@@ -65,56 +67,36 @@ class Limits:
     max_input_pixels: int = 1 << 20
     timeout_s: float = 30.0  # per request, queueing included
     max_queue: int = 512  # images waiting per model output, beyond which requests get 429
-    #: Request bodies being read, parsed, decoded or run at once; past it requests get 429
-    #: before their body is read. Memory stays within a small multiple of it (see README).
+    #: Bytes of request bodies held at once (counted as they arrive, until the answer); a request
+    #: that would pass it gets 429. Memory stays within a small multiple of it (see README).
     max_inflight_bytes: int = 64 << 20
+    #: Bytes per second a body must average once it has had `BODY_GRACE_S`; slower ones get 408,
+    #: so a client trickling a large body cannot hold a connection and its bytes for long. 0: none.
+    min_body_rate: int = 16 << 10
 
 
-_libc = None
+#: Seconds a body may take before `min_body_rate` applies (a slow start, a round trip or two).
+BODY_GRACE_S = 5.0
 
 
-def _release_memory() -> None:
-    """Give freed heap back to the system once the server has been idle for a second: after a
-    burst of large requests, glibc would otherwise keep gigabytes of freed arenas."""
-    global _libc
-    if _libc is False:
-        return
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        _libc = False
+class Admission:
+    """An admitted request: when its answer is due (event-loop time) and how many bytes of it
+    the server holds."""
+
+    __slots__ = ("deadline", "held")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.held = 0
 
 
-class Metrics:
-    """Prometheus metrics in a registry of the server's own."""
+#: The admission of the request the running task serves (set by `ServingCore.admitted`).
+_current: ContextVar[Admission | None] = ContextVar("admission", default=None)
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "inception_hub_requests",
-            "Requests by protocol, model and result code",
-            ["protocol", "model", "code"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "inception_hub_request_latency_seconds",
-            "Request latency",
-            ["protocol"],
-            registry=self.registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
-        self.batch_size = Histogram(
-            "inception_hub_batch_size",
-            "Images per model execution",
-            ["model"],
-            registry=self.registry,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-        )
-        self.queue_depth = Gauge(
-            "inception_hub_queue_depth", "Images waiting to be batched", ["model"], registry=self.registry
-        )
+
+def _retrieved(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class ServingCore:
@@ -135,6 +117,7 @@ class ServingCore:
         self.metrics = Metrics()
         self.inference = ThreadPoolExecutor(workers, thread_name_prefix="inference")
         self.decoding = ThreadPoolExecutor(2, thread_name_prefix="decode")
+        self.parser = BodyParser(self.decoding)
         self.batchers: dict[tuple[str, str], Batcher] = {}
         self.draining = False
         self.inflight_bytes = 0
@@ -142,7 +125,8 @@ class ServingCore:
         self._idle = asyncio.Event()
 
     async def start(self) -> None:
-        """Create the batchers on the running event loop."""
+        """Create the batchers on the running event loop, and start the parsing process."""
+        self.parser.start()
         for model in self.models.values():
             for output, fn in model.compute.items():
                 self.batchers[model.name, output] = Batcher(
@@ -160,14 +144,18 @@ class ServingCore:
 
     async def close(self) -> None:
         """Graceful shutdown: refuse new requests at once (503 / UNAVAILABLE), let the admitted
-        ones finish, then close the batchers and the pools, which nothing can reach any more."""
+        ones finish (each within its deadline), then close the batchers and the pools, which
+        nothing can reach any more (the pools also when the wait is cut short)."""
         self.draining = True
-        while self.active:
-            self._idle.clear()
-            await self._idle.wait()
-        await asyncio.gather(*(b.close() for b in self.batchers.values()))
-        self.inference.shutdown(wait=False)
-        self.decoding.shutdown(wait=False)
+        try:
+            while self.active:
+                self._idle.clear()
+                await self._idle.wait()
+            await asyncio.gather(*(b.close() for b in self.batchers.values()))
+        finally:
+            self.parser.close()
+            self.inference.shutdown(wait=False)
+            self.decoding.shutdown(wait=False)
 
     # Lookups ------------------------------------------------------------------------------------
 
@@ -248,43 +236,92 @@ class ServingCore:
         except (binascii.Error, ValueError, TypeError):
             raise InvalidArgument("a b64 value is not valid base64") from None
 
-    # Prediction ---------------------------------------------------------------------------------
+    # Admission --------------------------------------------------------------------------------
 
-    async def admitted(self, model: ServedModel, nbytes: int, work: Callable[[], Awaitable[T]]) -> T:
+    async def admitted(
+        self, model: ServedModel | None, work: Callable[[], Awaitable[T]], *, declared: int = 0, held: int = 0
+    ) -> T:
         """Run one request's whole work (reading its body, parsing, decoding, queueing and
-        inference) within the request timeout, once admitted. A request is refused before any of
-        that work: while draining (503), when the model's queue is full or when the request bodies
-        already in flight would pass `max_inflight_bytes` (429)."""
-        self.check_admission(model, nbytes)
-        self.inflight_bytes += nbytes
+        inference) within the request timeout, once `check_admission` lets it in. `held`: bytes
+        of the request already in memory (a gRPC message); a REST body is counted by `hold` as it
+        arrives, so a body that has not arrived holds nothing."""
+        self.check_admission(model, declared)
+        admission = Admission(asyncio.get_running_loop().time() + self.limits.timeout_s)
         self.active += 1
         try:
-            return await asyncio.wait_for(work(), self.limits.timeout_s)
+            if held:
+                self.hold(held, admission)
+            token = _current.set(admission)
+            task = asyncio.ensure_future(work())  # the task starts with the admission in its context
+            _current.reset(token)
+            # Its error is read even when the request was cancelled first (its client left), so
+            # that a lost connection is not logged as an error nobody retrieved.
+            task.add_done_callback(_retrieved)
+            return await asyncio.wait_for(task, self.limits.timeout_s)
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"no result within {self.limits.timeout_s:g}s") from None
         finally:
-            self.inflight_bytes -= nbytes
+            self.inflight_bytes -= admission.held
             self.active -= 1
             if not self.active:
                 self._idle.set()
                 asyncio.get_running_loop().call_later(1.0, self._trim_when_idle)
 
-    def check_admission(self, model: ServedModel, nbytes: int) -> None:
-        """What `admitted` checks, for a request of `nbytes` (also asked before a client that
-        sent `Expect: 100-continue` sends its body)."""
+    def check_admission(self, model: ServedModel | None, declared: int = 0) -> None:
+        """Refuse a request from its headers, before any work: while draining (503), a declared
+        body over `max_body_bytes` (413), a full queue of `model` (429), or when the bodies held
+        already fill `max_inflight_bytes` or leave no room for the `declared` size (429). Also
+        asked before a client that sent `Expect: 100-continue` sends its body."""
         if self.draining:
             raise Unavailable("the server is shutting down")
-        if nbytes > self.limits.max_body_bytes:
+        if declared > self.limits.max_body_bytes:
             raise TooLarge(f"request body larger than {self.limits.max_body_bytes} bytes")
+        if model is not None:
+            self.check_queue(model)
+        if self.inflight_bytes and self.inflight_bytes + max(declared, 1) > self.limits.max_inflight_bytes:
+            raise ResourceExhausted(f"busy ({self.inflight_bytes >> 20} MiB of requests in progress); retry later")
+
+    def check_queue(self, model: ServedModel) -> None:
         for (name, _), batcher in self.batchers.items():
             if name == model.name and batcher.queue_depth >= self.limits.max_queue:
                 raise ResourceExhausted(f"queue full ({batcher.queue_depth} images waiting); retry later")
-        if self.inflight_bytes and self.inflight_bytes + nbytes > self.limits.max_inflight_bytes:
+
+    def hold(self, nbytes: int, admission: Admission | None = None) -> None:
+        """Count `nbytes` more of the running request as held (its body, as it arrives): 429 when
+        that would pass `max_inflight_bytes` while other requests hold bytes too (one request up
+        to `max_body_bytes` always gets through alone)."""
+        admission = admission or _current.get()
+        if admission is None:
+            raise RuntimeError("hold() is for the work of an admitted request")
+        others = self.inflight_bytes - admission.held
+        if others and self.inflight_bytes + nbytes > self.limits.max_inflight_bytes:
             raise ResourceExhausted(f"busy ({self.inflight_bytes >> 20} MiB of requests in progress); retry later")
+        admission.held += nbytes
+        self.inflight_bytes += nbytes
+
+    def busy(self) -> str | None:
+        """Why the server would refuse any request now (for /healthz), or None."""
+        if self.draining:
+            return "shutting down"
+        if self.inflight_bytes >= self.limits.max_inflight_bytes:
+            return f"{self.inflight_bytes >> 20} MiB of request bodies held, the limit (--max-inflight-mb)"
+        full = {name for (name, _), b in self.batchers.items() if b.queue_depth >= self.limits.max_queue}
+        if self.models and full >= set(self.models):
+            return f"every model's queue is full ({self.limits.max_queue} images, --max-queue)"
+        return None
 
     def _trim_when_idle(self) -> None:
         if not self.active:
-            _release_memory()
+            release_memory()
+
+    async def parse(self, parse: Callable[[bytes], T], raw: bytes) -> T:
+        """`parse(raw)` off the event loop (see `parsing`)."""
+        try:
+            return await self.parser(parse, raw)
+        except WorkerDied as e:
+            raise Unavailable(str(e)) from None
+
+    # Prediction ---------------------------------------------------------------------------------
 
     async def run(self, model: ServedModel, sig: Signature, count: int, images: Awaitable[np.ndarray]) -> np.ndarray:
         """Hold queue room for `count` images (429 when there is none) before `images` decodes
@@ -317,8 +354,11 @@ class ServingCore:
         except InvalidArgument:
             batcher.release(reserved)
             raise
+        admission = _current.get()
         try:
-            return await batcher.submit(x, reserved)
+            return await batcher.submit(x, reserved, admission.deadline if admission else math.inf)
+        except Expired as e:  # it could not have finished in time: not run
+            raise DeadlineExceeded(str(e)) from None
         except Overloaded as e:  # refused before queueing: the reservation is given back
             batcher.release(reserved)
             raise ResourceExhausted(str(e)) from None

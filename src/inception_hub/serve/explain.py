@@ -12,13 +12,14 @@ checkpoint answer; the request goes through the same admission, limits, queue an
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from aiohttp import web
 
 from ..cam import from_feature_map
 from ..errors import InputError
 from .core import InvalidArgument, ServingCore
-from .http import handle, json_object, read_body
+from .http import expect_continue, handle, json_object, parsed_body
 from .models import FEATURE_MAP, ServedModel, Signature
 
 MAPS = Signature("feature_map", FEATURE_MAP, FEATURE_MAP)  # internal: no published signature
@@ -33,15 +34,9 @@ def add_routes(app: web.Application) -> None:
                 f"model {model.name} has no class activation map: only ImageNet classifiers served from "
                 "their checkpoint have one (not feature vectors or exported files)"
             )
-        raw = await read_body(request, core)
-        body = json_object(raw, '"b64"')
-        b64, class_index = body.get("b64"), body.get("class")
-        if not isinstance(b64, str):
-            raise InvalidArgument('the body must hold the photo as {"b64": "<JPEG or PNG, base64>"}')
         labels = model.module.labels
-        if class_index is not None and (not isinstance(class_index, int) or isinstance(class_index, bool)):
-            raise InvalidArgument(f'"class" must be a class index from 0 to {len(labels) - 1}')
-        feature_map = await core.run(model, MAPS, 1, core.decode(model, [core.b64(b64)]))
+        photo, class_index = await parsed_body(request, core, partial(parse_explain, classes=len(labels)))
+        feature_map = await core.run(model, MAPS, 1, core.decode(model, [photo]))
         weights, biases = model.module.head()
         loop = asyncio.get_running_loop()
         try:
@@ -61,4 +56,15 @@ def add_routes(app: web.Application) -> None:
     async def explain(request: web.Request) -> web.Response:
         return await handle(request, answer)
 
-    app.router.add_post("/models/{name:[^/:]+}/explain", explain)
+    app.router.add_post("/models/{name:[^/:]+}/explain", explain, expect_handler=expect_continue)
+
+
+def parse_explain(raw: bytes, classes: int) -> tuple[bytes, int | None]:
+    """(the photo's bytes, the class asked for or None) from an explain request body."""
+    body = json_object(raw, '"b64"')
+    b64, class_index = body.get("b64"), body.get("class")
+    if not isinstance(b64, str):
+        raise InvalidArgument('the body must hold the photo as {"b64": "<JPEG or PNG, base64>"}')
+    if class_index is not None and (not isinstance(class_index, int) or isinstance(class_index, bool)):
+        raise InvalidArgument(f'"class" must be a class index from 0 to {classes - 1}')
+    return ServingCore.b64(b64), class_index

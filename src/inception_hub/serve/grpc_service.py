@@ -4,17 +4,27 @@ stubs work unchanged while the server itself needs no TensorFlow.
 
 `images` is a DT_FLOAT tensor `[N, H, W, 3]` in [0, 1], or a DT_STRING tensor `[N]` of encoded
 JPEG/PNG images.
+
+Predict is admitted as a REST :predict is, with the same limits: refused (RESOURCE_EXHAUSTED,
+counted in /metrics) before its message is read while the request bodies held fill
+`max_inflight_bytes`, then, once read, when its model's queue is full or its bytes would pass the
+budget. Every handler reads its own message (the methods are registered as client-streaming,
+which is the same on the wire), so admission comes first and the deadline covers the read; and
+past `max_queue` calls in progress (a Predict holds queue room for at least one image, so more
+could not all be admitted anyway) a new call is refused, counted too, before its message is read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 import numpy as np
 
 from . import protos
-from .core import InvalidArgument, ServingCore, ServingError
+from .core import DeadlineExceeded, InvalidArgument, ResourceExhausted, ServingCore, ServingError
 from .models import ServedModel
 
 INPUT = "images"
@@ -42,30 +52,54 @@ def signature_def_map(model: ServedModel):
     return sig_map
 
 
-class PredictionService:
+class Calls:
+    """The gRPC calls in progress, of every method, their message read or not."""
+
     def __init__(self, core: ServingCore) -> None:
         self.core = core
+        self.count = 0
 
-    async def Predict(self, request, context):  # noqa: N802
+    def enter(self) -> None:
+        """Count one more call; ResourceExhausted (and the call not counted) past `max_queue`."""
+        if self.count >= self.core.limits.max_queue:
+            raise ResourceExhausted(f"{self.count} gRPC calls in progress; retry later")
+        self.count += 1
+
+
+class PredictionService:
+    def __init__(self, core: ServingCore, calls: Calls) -> None:
+        self.core = core
+        self.calls = calls
+
+    async def Predict(self, requests, context):  # noqa: N802
         core = self.core
         started = time.perf_counter()
-        name = request.model_spec.name
-        label = name if name in core.models else "unknown"
-        code = "OK"
+        label, code = "unknown", "OK"
+        entered = False
         try:
-            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
-            model = core.model(name, version)
-            sig = core.signature(model, request.model_spec.signature_name)
-            if set(request.inputs) != {INPUT}:
-                raise InvalidArgument(f"expected one input named {INPUT!r}, got {sorted(request.inputs)}")
-            for alias in request.output_filter:
-                if alias != sig.output_key:
-                    raise InvalidArgument(f"output tensor alias not found in signature: {alias}")
+            self.calls.enter()
+            entered = True
 
             async def answer():
-                return await core.predict(model, sig, await self._images(model, request.inputs[INPUT]))
+                nonlocal label
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    raise InvalidArgument("the call carries no PredictRequest")
+                core.hold(request.ByteSize())
+                name = request.model_spec.name
+                label = name if name in core.models else "unknown"
+                version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+                model = core.model(name, version)
+                core.check_queue(model)
+                sig = core.signature(model, request.model_spec.signature_name)
+                if set(request.inputs) != {INPUT}:
+                    raise InvalidArgument(f"expected one input named {INPUT!r}, got {sorted(request.inputs)}")
+                for alias in request.output_filter:
+                    if alias != sig.output_key:
+                        raise InvalidArgument(f"output tensor alias not found in signature: {alias}")
+                return model, sig, await core.predict(model, sig, await self._images(model, request.inputs[INPUT]))
 
-            out = await core.admitted(model, request.ByteSize(), answer)
+            model, sig, out = await core.admitted(None, answer)
             response = protos.PredictResponse()
             response.model_spec.name = model.name
             response.model_spec.version.value = model.version
@@ -76,6 +110,8 @@ class PredictionService:
             code = e.grpc_code
             await context.abort(_abort_code(e), e.message)
         finally:
+            if entered:
+                self.calls.count -= 1
             core.observe("grpc", label, code, started)
 
     async def _images(self, model: ServedModel, proto) -> np.ndarray:
@@ -119,8 +155,9 @@ class PredictionService:
 
 
 class ModelService:
-    def __init__(self, core: ServingCore) -> None:
+    def __init__(self, core: ServingCore, calls: Calls) -> None:
         self.core = core
+        self.calls = calls
 
     async def GetModelStatus(self, request, context):  # noqa: N802
         try:
@@ -135,10 +172,37 @@ class ModelService:
         return response
 
 
+def _read_first(servicer, method: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
+    """A handler of one request message that admits its call (`Calls`) before reading it, within the timeout."""
+    core, calls = servicer.core, servicer.calls
+
+    async def handler(requests, context):
+        try:
+            calls.enter()
+        except ServingError as e:
+            core.observe("grpc", "unknown", e.grpc_code, time.perf_counter())
+            await context.abort(_abort_code(e), e.message)
+        try:
+            request = await asyncio.wait_for(context.read(), core.limits.timeout_s)
+            if request is grpc.aio.EOF:
+                raise InvalidArgument("the call carries no request message")
+        except asyncio.TimeoutError:
+            e = DeadlineExceeded(f"no request message within {core.limits.timeout_s:g}s")
+            await context.abort(_abort_code(e), e.message)
+        except ServingError as e:
+            await context.abort(_abort_code(e), e.message)
+        finally:
+            calls.count -= 1
+        return await method(request, context)
+
+    return handler
+
+
 def _handler(service: str, servicer) -> grpc.GenericRpcHandler:
     methods = {
-        name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, name),
+        name: grpc.stream_unary_rpc_method_handler(
+            # Predict admits itself (its model and size decide) and reads its message then.
+            getattr(servicer, name) if name == "Predict" else _read_first(servicer, getattr(servicer, name)),
             request_deserializer=request.FromString,
             response_serializer=response.SerializeToString,
         )
@@ -154,13 +218,13 @@ def make_grpc_server(core: ServingCore, host: str, port: int) -> tuple[grpc.aio.
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             # No SO_REUSEPORT: two servers on one port would silently split the calls between them.
+            # (SO_REUSEADDR, which lets a restarted server bind past TIME-WAIT, gRPC sets itself.)
             ("grpc.so_reuseport", 0),
         ],
-        # gRPC reads a message whole before the handler runs: bound how many are held at once.
-        maximum_concurrent_rpcs=max(4, core.limits.max_inflight_bytes // limit),
     )
-    servicers = {"tensorflow.serving.PredictionService": PredictionService(core),
-                 "tensorflow.serving.ModelService": ModelService(core)}  # fmt: skip
+    calls = Calls(core)
+    servicers = {"tensorflow.serving.PredictionService": PredictionService(core, calls),
+                 "tensorflow.serving.ModelService": ModelService(core, calls)}  # fmt: skip
     server.add_generic_rpc_handlers([_handler(name, servicers[name]) for name in protos.SERVICES])
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

@@ -1,5 +1,5 @@
 """What every REST route shares: the app's state keys, errors as JSON, admission and metrics for
-POSTs that run a model, and bounded reads of JSON bodies.
+POSTs that run a model, and bounded reads of JSON bodies (parsed off the event loop).
 
 The route modules (`rest`, `explain`, `similar`, `page`) build on this one and `app` puts them
 together, so imports run one way: app -> routes -> http -> core.
@@ -7,16 +7,32 @@ together, so imports run one way: app -> routes -> http -> core.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import math
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import HttpVersion11, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from ..similar.index import Index
-from .core import InvalidArgument, ServingCore, ServingError, TooLarge, UnsupportedMediaType
+from .core import (
+    BODY_GRACE_S,
+    InvalidArgument,
+    RequestTimeout,
+    ServingCore,
+    ServingError,
+    TooLarge,
+    UnsupportedMediaType,
+)
 from .models import ServedModel
+
+T = TypeVar("T")
 
 CORE = web.AppKey("core", ServingCore)
 #: The photo index of `serve --index`, and the names of the served models that compute its features.
@@ -33,7 +49,10 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ServingError as e:
-        return web.json_response({"error": e.message}, status=e.http_status)
+        response = web.json_response({"error": e.message}, status=e.http_status)
+        if e.http_status == 408:  # the rest of a body that slow is not waited for
+            response.force_close()
+        return response
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CORE].limits.max_body_bytes
         return web.json_response({"error": f"request body larger than {limit} bytes"}, status=413)
@@ -42,6 +61,22 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
             kept = {k: v for k, v in e.headers.items() if k in ("Allow",)}  # a 405 says what is allowed
             return web.json_response({"error": e.reason}, status=e.status, headers=kept)
         raise
+
+
+class OneLineErrors(logging.LoggerAdapter):
+    """aiohttp's server log, where a malformed request (a bad header, URL or chunk: the client's
+    mistake, answered 400) is one line, not a traceback; server errors keep theirs."""
+
+    def __init__(self, logger: logging.Logger = server_logger) -> None:
+        super().__init__(logger, {})
+
+    def exception(self, msg, *args, exc_info=True, **kwargs) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 500) < 500:
+            text = " ".join(str(exc).split())
+            self.warning(msg + ": %s", *args, text[:200] + ("..." if len(text) > 200 else ""), **kwargs)
+        else:
+            super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 def requested_model(request: web.Request) -> ServedModel:
@@ -56,7 +91,7 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     core: ServingCore = request.app[CORE]
     try:
         model = requested_model(request)
-        core.check_admission(model, request.content_length or core.limits.max_body_bytes)
+        core.check_admission(model, request.content_length or 0)
     except ServingError as e:
         return web.json_response({"error": e.message}, status=e.http_status)
     if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
@@ -78,10 +113,10 @@ async def handle(request: web.Request, answer: Answer) -> web.Response:
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
-        # Admission needs only the headers: a refused request's body is never read.
-        size = request.content_length if request.content_length is not None else core.limits.max_body_bytes
-        body = await core.admitted(model, size, lambda: answer(request, core, model))
-        return web.json_response(body, dumps=_dumps)
+        # Admission needs only the headers: a refused request's body is never read, and an admitted
+        # one holds only the bytes of its body that have arrived (see read_body).
+        body = await core.admitted(model, lambda: answer(request, core, model), declared=request.content_length or 0)
+        return web.json_response(body, dumps=dumps)
     except ServingError as e:
         code = e.grpc_code
         raise
@@ -89,12 +124,37 @@ async def handle(request: web.Request, answer: Answer) -> web.Response:
         core.observe("rest", label, code, started)
 
 
-async def read_body(request: web.Request, core: ServingCore) -> bytes:
-    """The whole body, within `max_body_bytes` (TooLarge past it)."""
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise TooLarge(f"request body larger than {core.limits.max_body_bytes} bytes") from None
+async def read_body(request: web.Request, core: ServingCore) -> bytearray:
+    """The whole body, each part counted in the in-flight budget as it arrives (`core.hold`):
+    TooLarge past `max_body_bytes`, RequestTimeout when it falls behind `min_body_rate`."""
+    limit, rate = core.limits.max_body_bytes, core.limits.min_body_rate
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    body = bytearray()
+    while True:
+        # When the bytes so far stop covering the minimum rate (after the grace), the body is late.
+        behind = start + BODY_GRACE_S + len(body) / rate - loop.time() if rate else math.inf
+        try:
+            if behind <= 0:
+                raise asyncio.TimeoutError
+            chunk = await asyncio.wait_for(request.content.readany(), None if math.isinf(behind) else behind)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(
+                f"the request body arrived slower than {rate >> 10} KiB/s ({len(body)} bytes in "
+                f"{loop.time() - start:.1f}s); send it at once"
+            ) from None
+        if not chunk:
+            return body
+        if len(body) + len(chunk) > limit:
+            raise TooLarge(f"request body larger than {limit} bytes")
+        core.hold(len(chunk))
+        body += chunk
+
+
+async def parsed_body(request: web.Request, core: ServingCore, parse: Callable[[bytes], T]) -> T:
+    """`parse` of the body read by `read_body`, off the event loop (a large body in the parsing
+    process: see `parsing`). `parse` must be a module-level function (or a partial of one)."""
+    return await core.parse(parse, await read_body(request, core))
 
 
 def json_object(raw: bytes, expected: str) -> dict:
@@ -112,5 +172,20 @@ def json_object(raw: bytes, expected: str) -> dict:
     return body
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+def dumps(obj: Any) -> str:
+    """Strict JSON: a value that is not finite (NaN from a model or an index) is written as null,
+    never as the NaN or Infinity that JSON parsers (browsers' among them) refuse."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

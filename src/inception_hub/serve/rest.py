@@ -15,7 +15,7 @@ Errors are `{"error": "..."}` with a 4xx status; a 5xx would be a bug.
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -24,7 +24,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .core import InvalidArgument, ServingCore, TooLarge
-from .http import CORE, expect_continue, handle, json_object, read_body, requested_model
+from .http import CORE, expect_continue, handle, json_object, parsed_body, requested_model
 from .models import LOGITS, ServedModel
 
 INPUT = "images"
@@ -113,39 +113,47 @@ async def classify(request: web.Request) -> web.Response:
     return await handle(request, _classify)
 
 
+#: A body's images once parsed: a float32 array, or the bytes of each encoded photo.
+Images = np.ndarray | list[bytes]
+
+
 async def _predict(request: web.Request, core: ServingCore, model: ServedModel) -> dict:
     """Read, parse (off the event loop), decode and run one :predict request."""
-    raw = await read_body(request, core)
-    loop = asyncio.get_running_loop()
-    columnar, sig_name, items = await loop.run_in_executor(core.decoding, _parse, raw)
+    parse = partial(parse_predict, max_images=core.limits.max_images)
+    columnar, sig_name, images = await parsed_body(request, core, parse)
     sig = core.signature(model, sig_name)
-    out = await core.run(model, sig, len(items), _images(core, model, items))
+    out = await core.run(model, sig, len(images), decoded(core, model, images))
     return {("outputs" if columnar else "predictions"): out.tolist()}
 
 
 async def _classify(request: web.Request, core: ServingCore, model: ServedModel) -> dict:
     """One :classify request: label/score pairs from the logits and the model's labels."""
-    raw = await read_body(request, core)
-    sig_name, items, top_k = await asyncio.get_running_loop().run_in_executor(core.decoding, _parse_classify, raw)
+    parse = partial(parse_classify, max_images=core.limits.max_images)
+    sig_name, images, top_k = await parsed_body(request, core, parse)
     sig = core.signature(model, sig_name)
     labels = model.module.labels
     if sig.output != LOGITS or not labels:
         raise InvalidArgument(
             f"signature {sig.name!r} of model {model.name} does not classify (it gives feature vectors); use :predict"
         )
-    logits = await core.run(model, sig, len(items), _images(core, model, items))
+    logits = await core.run(model, sig, len(images), decoded(core, model, images))
     z = np.exp(logits - logits.max(axis=1, keepdims=True))
     scores = z / z.sum(axis=1, keepdims=True)
     best = np.argsort(-scores, axis=1, kind="stable")[:, : min(top_k, scores.shape[1])]
     return {"result": [[[labels[i], float(row[i])] for i in order] for row, order in zip(scores, best, strict=True)]}
 
 
+async def decoded(core: ServingCore, model: ServedModel, images: Images) -> np.ndarray:
+    """The model input: encoded photos decoded and preprocessed (off the event loop), floats as they are."""
+    return await core.decode(model, images) if isinstance(images, list) else images
+
+
 #: Feature names a :classify example may hold its image under.
 IMAGE_FEATURES = ("image", "images", "image/encoded")
 
 
-def _parse_classify(raw: bytes) -> tuple[str | None, list, int]:
-    """(signature_name, one image per example, top_k) from a Classify request body."""
+def parse_classify(raw: bytes, max_images: int) -> tuple[str | None, Images, int]:
+    """(signature_name, the examples' images, top_k) from a Classify request body."""
     body = json_object(raw, '"examples"')
     examples, context = body.get("examples"), body.get("context", {})
     if not isinstance(examples, list) or not isinstance(context, dict):
@@ -164,11 +172,11 @@ def _parse_classify(raw: bytes) -> tuple[str | None, list, int]:
             )
         value = features[found[0]]
         items.append(value[0] if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) else value)
-    return body.get("signature_name"), items, top_k
+    return body.get("signature_name"), images_of(items, max_images, _may_hold_bools(raw)), top_k
 
 
-def _parse(raw: bytes) -> tuple[bool, str | None, list]:
-    """(columnar?, signature_name, one entry per image) from either request format."""
+def parse_predict(raw: bytes, max_images: int) -> tuple[bool, str | None, Images]:
+    """(columnar?, signature_name, the images) from either request format."""
     body = json_object(raw, '"instances" or "inputs"')
     if ("instances" in body) == ("inputs" in body):
         raise InvalidArgument('the body must have exactly one of "instances" (row format) or "inputs" (columnar)')
@@ -177,7 +185,7 @@ def _parse(raw: bytes) -> tuple[bool, str | None, list]:
         items = body["instances"]
         if not isinstance(items, list):
             raise InvalidArgument('"instances" must be a list')
-        return False, sig_name, [_unwrap(i) for i in items]
+        return False, sig_name, images_of([_unwrap(i) for i in items], max_images, _may_hold_bools(raw))
     inputs = body["inputs"]
     if isinstance(inputs, dict) and set(inputs) == {INPUT}:
         inputs = inputs[INPUT]
@@ -185,7 +193,11 @@ def _parse(raw: bytes) -> tuple[bool, str | None, list]:
         inputs = [inputs]
     if not isinstance(inputs, list):
         raise InvalidArgument(f'"inputs" must be a list of images or {{"{INPUT}": [...]}}')
-    return True, sig_name, inputs
+    return True, sig_name, images_of(inputs, max_images, _may_hold_bools(raw))
+
+
+def _may_hold_bools(raw: bytes) -> bool:
+    return b"true" in raw or b"false" in raw
 
 
 def _unwrap(instance: Any) -> Any:
@@ -194,7 +206,9 @@ def _unwrap(instance: Any) -> Any:
     return instance
 
 
-async def _images(core: ServingCore, model: ServedModel, items: list) -> np.ndarray:
+def images_of(items: list, max_images: int, bools: bool = True) -> Images:
+    """The images of a request's entries: all `{"b64": ...}` (their bytes) or all float lists
+    (`bools`: whether the body may hold true or false anywhere, which then are looked for)."""
     if not items:
         raise InvalidArgument("no images in the request")
     if _nesting(items) == 3 and len(items[0][0]) == 3:  # [H][W][3] where [N][H][W][3] belongs, not H images
@@ -202,14 +216,14 @@ async def _images(core: ServingCore, model: ServedModel, items: list) -> np.ndar
             "the input is one image ([height][width][3]) without a batch dimension; send a list of images: "
             '{"inputs": [image]} or {"instances": [image]}'
         )
-    if len(items) > core.limits.max_images:
-        raise TooLarge(f"a request holds at most {core.limits.max_images} images, got {len(items)}")
+    if len(items) > max_images:
+        raise TooLarge(f"a request holds at most {max_images} images, got {len(items)}")
     encoded = [isinstance(i, dict) and set(i) == {"b64"} and isinstance(i["b64"], str) for i in items]
     if all(encoded):
-        return await core.decode(model, [core.b64(i["b64"]) for i in items])
+        return [ServingCore.b64(i["b64"]) for i in items]
     if any(encoded) or any(isinstance(i, dict) for i in items):
         raise InvalidArgument(f'each image must be a [H][W][3] list of floats, {{"b64": "..."}} or {{"{INPUT}": ...}}')
-    return await asyncio.get_running_loop().run_in_executor(core.decoding, _floats, items)
+    return _floats(items, bools)
 
 
 def _nesting(x: Any, most: int = 5) -> int:
@@ -220,21 +234,38 @@ def _nesting(x: Any, most: int = 5) -> int:
     return depth if isinstance(x, (int, float)) else -1
 
 
-def _floats(items: list) -> np.ndarray:
+def _floats(items: list, bools: bool) -> np.ndarray:
     try:
         x = np.asarray(items)
     except (ValueError, TypeError, OverflowError):
         x = np.empty(0, object)
-    if x.dtype.kind not in "iuf":  # strings, booleans, ragged or mixed lists
+    # numpy reads true/false among numbers as 1/0: images holding any of them are refused too.
+    if x.dtype.kind not in "iuf" or bools and _has_bool(items):
         raise InvalidArgument("images must be equally sized [H][W][3] lists of numbers")
     with np.errstate(over="ignore"):  # out-of-range numbers become inf and are refused as such
         return x.astype(np.float32, copy=False)
 
 
+def _has_bool(items: list) -> bool:
+    stack = [items]
+    while stack:
+        x = stack.pop()
+        if type(x) is list:
+            stack.extend(x)
+        elif type(x) is bool:
+            return True
+    return False
+
+
 async def healthz(request: web.Request) -> web.Response:
+    """200 while the server takes work; 503 while it drains, or while it would refuse any request
+    (the bodies held fill the in-flight budget, or every model's queue is full)."""
     core: ServingCore = request.app[CORE]
     if core.draining:
         return web.json_response({"status": "draining"}, status=503)
+    reason = core.busy()
+    if reason is not None:
+        return web.json_response({"status": "busy", "reason": reason, "models": sorted(core.models)}, status=503)
     return web.json_response({"status": "ok", "models": sorted(core.models)})
 
 

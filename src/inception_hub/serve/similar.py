@@ -7,12 +7,17 @@
   deadline as `:predict`.
 - `GET /index/thumbnails/{i}`: a small JPEG of indexed photo i (by position, so nothing outside
   the index can be asked for).
+
+Nothing heavy runs on the request path: the server prepares the index (`Index.prepare`, the
+search graph of a large index) before it listens, and `Index.load` refuses vectors that are not
+finite, so answers stay valid JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import math
 import os
 
 from aiohttp import web
@@ -22,7 +27,7 @@ from ..errors import ImageDecodeError
 from ..images import decode_image
 from ..similar.index import Index
 from .core import InvalidArgument, NotFound, ServingCore
-from .http import CORE, INDEX, MATCHING, handle, json_object, read_body
+from .http import CORE, INDEX, MATCHING, expect_continue, handle, json_object, parsed_body
 from .models import FEATURES, ServedModel
 
 MAX_K = 50
@@ -46,15 +51,9 @@ def add_routes(app: web.Application, index: Index) -> None:
                 f"the index holds features of {index.model.get('handle')}; model {model.name} computes others: "
                 f"ask one of {', '.join(sorted(request.app[MATCHING]))}"
             )
-        raw = await read_body(request, core)
-        body = json_object(raw, '"b64"')
-        b64, k = body.get("b64"), body.get("k", 10)
-        if not isinstance(b64, str):
-            raise InvalidArgument('the body must hold the photo as {"b64": "<JPEG or PNG, base64>"}')
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-            raise InvalidArgument(f'"k" must be an integer from 1 to {MAX_K}')
+        photo, k = await parsed_body(request, core, parse_similar)
         sig = next(s for s in model.signatures.values() if s.output == FEATURES)
-        vector = await core.run(model, sig, 1, core.decode(model, [core.b64(b64)]))
+        vector = await core.run(model, sig, 1, core.decode(model, [photo]))
         loop = asyncio.get_running_loop()
         hits = (await loop.run_in_executor(core.decoding, index.query, vector, k))[0]
         return {
@@ -65,7 +64,7 @@ def add_routes(app: web.Application, index: Index) -> None:
                     "similarity": h.score,
                     "thumbnail": f"/index/thumbnails/{h.index}",
                 }
-                for rank, h in enumerate(hits, 1)
+                for rank, h in enumerate((h for h in hits if math.isfinite(h.score)), 1)
             ]
         }
 
@@ -80,15 +79,29 @@ def add_routes(app: web.Application, index: Index) -> None:
         data = await asyncio.get_running_loop().run_in_executor(core.decoding, _thumbnail, index.paths[i], core)
         return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    app.router.add_post("/models/{name:[^/:]+}/similar", similar)
+    app.router.add_post("/models/{name:[^/:]+}/similar", similar, expect_handler=expect_continue)
     app.router.add_get("/index/thumbnails/{i:[0-9]{1,12}}", thumbnail)
 
 
+def parse_similar(raw: bytes) -> tuple[bytes, int]:
+    """(the photo's bytes, k) from a similar request body."""
+    body = json_object(raw, '"b64"')
+    b64, k = body.get("b64"), body.get("k", 10)
+    if not isinstance(b64, str):
+        raise InvalidArgument('the body must hold the photo as {"b64": "<JPEG or PNG, base64>"}')
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise InvalidArgument(f'"k" must be an integer from 1 to {MAX_K}')
+    return ServingCore.b64(b64), k
+
+
 def _thumbnail(path: str, core: ServingCore) -> bytes:
+    name = os.path.basename(path)
     try:
         image = Image.fromarray(decode_image(path, max_pixels=core.limits.max_pixels))
-    except (ImageDecodeError, OSError) as e:
-        raise NotFound(f"indexed photo {os.path.basename(path)} cannot be read now: {e}") from None
+    except ImageDecodeError as e:  # its reason only: the message names no folder of the server
+        raise NotFound(f"indexed photo {name} cannot be read now: {e.reason.replace(path, name)}") from None
+    except OSError as e:
+        raise NotFound(f"indexed photo {name} cannot be read now: {e.strerror or type(e).__name__}") from None
     image.thumbnail((THUMB, THUMB))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=85)
