@@ -102,7 +102,9 @@ def test_the_page_shows_what_classify_returns(server, browser, v1_ckpt, capsys, 
     browser.get(server.url + "/")
     names = [o.text for o in Select(browser.find_element(By.ID, "model")).options]
     assert names == ["inception_v1", "inception_v1_feature_vector"]
-    assert "1001 classes" in browser.find_element(By.ID, "about").text
+    about = browser.find_element(By.ID, "about").text
+    # Where the weights came from, so synthetic or imported weights are never taken for the release's.
+    assert "1001 classes" in about and "Weights: the checkpoint " in about and ".ckpt" in about, about
     upload(browser, GRACE, 1)
     assert not browser.find_element(By.ID, "error").is_displayed()
 

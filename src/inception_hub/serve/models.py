@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..accuracy import describe_weights, weights_origin
 from ..catalog import Signature, signatures
 from ..errors import InputError
 from ..module import Module, open_source
@@ -36,6 +37,8 @@ class ServedModel:
     version: int = 1
     signatures: dict[str, Signature] = field(default_factory=dict)
     compute_dims: dict[str, int] = field(default_factory=dict)
+    #: Where the weights came from, in words (the official release, imported, a checkpoint...).
+    weights: str = ""
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -67,6 +70,7 @@ def build(name_or_path: str, checkpoint: str | None = None, backend: str | None 
     with contextlib.suppress(InputError):  # class activation maps, for the model page, where it has them
         model.compute[FEATURE_MAP] = module.feature_maps()
     model.signatures = signatures("classification" if module.labels else "feature_vector")
+    model.weights = describe_weights(weights_origin(name_or_path, checkpoint))
     probe = np.zeros((1, *model.image_size, 3), np.float32)  # also warms up (traces) each function
     model.compute_dims = {k: int(fn(probe).shape[-1]) for k, fn in model.compute.items()}
     return model

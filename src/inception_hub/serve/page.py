@@ -67,6 +67,7 @@ def describe(model: ServedModel) -> dict:
         "dim": model.output_dim("feature_vector"),
         "size": list(model.image_size),
         "any_size": model.fixed_size is None,
+        "weights": model.weights,
     }
 
 

@@ -13,7 +13,7 @@ function model() {
 function describe(m) {
   const size = m.any_size ? `any size (resized to ${m.size[0]}x${m.size[1]})` : `${m.size[0]}x${m.size[1]}`;
   const out = m.classifies ? `${m.classes} classes` : `a ${m.dim}-float feature vector`;
-  return `${m.handle}: ${out}; photos of ${size}.`;
+  return `${m.handle}: ${out}; photos of ${size}. Weights: ${m.weights}.`;
 }
 
 function show(kind, text) {
