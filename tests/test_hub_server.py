@@ -227,6 +227,34 @@ def test_links_use_the_public_url_when_one_is_given():
     assert base_url("0.0.0.0", 8008) == f"http://{socket.gethostname()}:8008"
 
 
+def test_serve_hub_takes_its_public_url_from_the_command_line(monkeypatch, capsys):
+    import inception_hub.tfhub.server as server_module
+    from inception_hub.cli import main
+
+    given = {}
+
+    class Stopped:
+        server_address = ("127.0.0.1", 8008)
+
+        def serve_forever(self):
+            raise KeyboardInterrupt
+
+        def server_close(self):
+            pass
+
+    def make_server(host, port, store, quiet=False, public_url=None):
+        given["public_url"] = public_url
+        return Stopped()
+
+    monkeypatch.setattr(server_module, "make_server", make_server)
+    assert main(["serve-hub", "--public-url", "https://hub.example.org/"]) == 0
+    assert given == {"public_url": "https://hub.example.org"}
+    assert "https://hub.example.org/google/imagenet/" in capsys.readouterr().out
+    assert main(["serve-hub", "--public-url", "hub.example.org"]) == 2
+    err = capsys.readouterr().err
+    assert "is not an http(s) address" in err and "Traceback" not in err
+
+
 def test_a_server_killed_while_building_leaves_only_what_cache_clean_removes(checkpoints, tmp_path):
     """kill -9 in the middle of a module's build: what is left lies in the cache's tmp folder,
     which `cache --clean` (and start-up cleaning) removes once stale."""

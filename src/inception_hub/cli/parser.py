@@ -213,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     _arch_checkpoints_arg(h, "build ARCH's modules from this checkpoint instead of the cached release (repeatable)")
     h.add_argument("--quiet", action="store_true", help="do not log requests")
     h.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the address clients reach the hub at (e.g. behind a proxy), for the links in its pages; "
+        "default: the address it listens on",
+    )
+    h.add_argument(
         "--allow-download",
         action="store_true",
         help="let a request for a module whose weights are not cached download them (default: 503)",

@@ -4,8 +4,10 @@ served the way tfhub.dev served them."""
 from __future__ import annotations
 
 import argparse
+import re
 
 from ..catalog import all_specs
+from ..errors import InputError
 from .common import arch_checkpoints
 
 
@@ -41,9 +43,13 @@ def cmd_serve_hub(args: argparse.Namespace) -> int:
     from ..tfhub.server import ModuleStore, make_server
 
     store = ModuleStore(arch_checkpoints(args.checkpoint), allow_download=args.allow_download)
-    server = make_server(args.host, args.port, store, quiet=args.quiet)
+    public_url = args.public_url.rstrip("/") if args.public_url else None
+    if public_url and not re.match(r"^https?://[^/\s]+(/\S*)?$", public_url):
+        raise InputError(f"--public-url {args.public_url!r} is not an http(s) address, e.g. https://hub.example.com")
+    server = make_server(args.host, args.port, store, quiet=args.quiet, public_url=public_url)
     host, port = server.server_address[:2]
-    print(f"serving modules on http://{host}:{port}/ (e.g. http://{host}:{port}/{all_specs()[0].handle})", flush=True)
+    base = public_url or f"http://{host}:{port}"
+    print(f"serving modules on http://{host}:{port}/ (e.g. {base}/{all_specs()[0].handle})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
