@@ -46,6 +46,8 @@ FORMAT_RECORDS: dict[str, Format] = {
         Format("onnx", "ONNX model", "model.onnx", ("onnxruntime", "openvino"), ("fp32", "int8"), "onnx"),
         Format("openvino", "OpenVINO IR", "model.xml", ("openvino",), ("fp32", "bf16", "int8"), "openvino"),
         Format("tflite", "TFLite model", "model.tflite", ("tflite",), ("fp32", "int8"), "tflite"),
+        # Runs in TF.js (a browser or Node), not in Python; int8 and fp16 quantize its weights only.
+        Format("tfjs", "TF.js graph model", "model.json", ("tfjs",), ("fp32", "int8", "fp16"), "tfjs"),
     )
 }
 FORMATS = tuple(FORMAT_RECORDS)

@@ -1,5 +1,5 @@
 """Export a handle in a deployment format: the module tfhub.dev served (TF2 SavedModel for
-versions 4 and 5, TF1 Hub format for 1 and 3), or ONNX, OpenVINO IR or TFLite. Every export is a
+versions 4 and 5, TF1 Hub format for 1 and 3), or ONNX, OpenVINO IR, TFLite or a TF.js graph model. Every export is a
 folder with the labels and `inception_hub.json`, written to a temporary folder and moved into
 place whole; `inception_hub.load(folder)` loads each of them."""
 
@@ -45,8 +45,8 @@ def check_format(spec: ModelSpec, fmt: str | None, precision: str, calibration) 
     allowed = record.precisions
     if precision not in allowed:
         raise InputError(f"{fmt} exports in {' or '.join(allowed)}, not {precision}")
-    if calibration is not None and precision != "int8":
-        raise InputError("--calibration applies to int8 exports only")
+    if calibration is not None and (precision != "int8" or fmt == "tfjs"):
+        raise InputError("--calibration applies to int8 exports only (a TF.js export quantizes its weights alone)")
     return fmt
 
 
@@ -64,7 +64,8 @@ def export(
 ) -> Path:
     """Write `handle` to `outdir` in `format` (default: what tfhub.dev published for its
     version) and return the folder. `precision` "int8" (onnx, openvino, tflite) is calibrated on
-    the photos in `calibration` (default: a bundled set); "bf16" is for openvino. `weights`
+    the photos in `calibration` (default: a bundled set); "bf16" is for openvino; for tfjs,
+    "int8" and "fp16" store the weights as uint8 or float16. `weights`
     already read (for several modules of one network) stand for the checkpoint."""
     spec = handle if isinstance(handle, ModelSpec) else resolve(handle)
     fmt = check_format(spec, format, precision, calibration)
@@ -80,7 +81,7 @@ def export(
             "weights_digest": weights.digest,
             "exported_by": f"inception-hub {__version__}",
         }
-        if precision == "int8":
+        if precision == "int8" and fmt != "tfjs":
             extra["calibration"] = os.path.basename(os.path.abspath(calibration)) if calibration else "bundled"
         if fmt == "tf1_hub":
             from .tf1_hub import export_tf1_hub
@@ -94,11 +95,11 @@ def export(
             from .formats import EXPORTERS, Job, compile_fields
 
             extra.update(compile_fields(fmt, precision))
-            if precision == "int8":
+            if precision == "int8" and fmt != "tfjs":
                 extra["int8_weight_bits"] = 7  # the portable recipe: it runs on any CPU
             meta, labels = describe(spec, format=fmt, **extra)
             staging.mkdir(parents=True, exist_ok=True)
-            EXPORTERS[fmt](Job(spec, weights, staging, meta, labels, calibration))
+            extra.update(EXPORTERS[fmt](Job(spec, weights, staging, meta, labels, calibration)) or {})
         record = FORMAT_RECORDS[fmt]
         write_metadata(spec, staging, flat=not record.saved_model, **extra, format=record.recorded_as)
     return Path(outdir)

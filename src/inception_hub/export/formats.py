@@ -1,10 +1,10 @@
-"""The deployment formats besides TF-Hub's own: ONNX, OpenVINO IR and TFLite, each a folder
-holding the model file, `inception_hub.json` and `labels.txt`.
+"""The deployment formats besides TF-Hub's own: ONNX, OpenVINO IR, TFLite and TF.js, each a
+folder holding the model file, `inception_hub.json` and `labels.txt`.
 
-All three come from the one definition: ONNX and OpenVINO from the graph the engines run (int8:
-the engines' own quantized model, one recipe), TFLite from the TF builder through TensorFlow's
-converter. Inputs are `images` float32 [N, H, W, 3] in [0, 1], with a dynamic batch, and a
-dynamic height and width from version 3 on; outputs `logits` and `feature_vector` (a
+All come from the one definition: ONNX and OpenVINO from the graph the engines run (int8: the
+engines' own quantized model, one recipe), TFLite (`export/tflite.py`) and TF.js
+(`export/tfjs.py`) from the TF builder. Inputs are `images` float32 [N, H, W, 3] in [0, 1],
+with a dynamic batch, and a dynamic height and width from version 3 on; outputs `logits` and `feature_vector` (a
 classifier's pooled features), or `feature_vector`, as the SavedModel's signatures name them.
 
 OpenVINO runs an fp32 model in bf16 on CPUs with AVX512_BF16 unless the compile call asks for
@@ -15,30 +15,15 @@ how to compile it exactly (`compile_fields`), and `inception_hub.load` compiles 
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-from ..catalog import ModelSpec
 from ..engine.onnx import openvino_compile_config
 from ..metadata import FORMAT_RECORDS
-from ..weights import Weights
+from .job import Job
+from .tfjs import export_tfjs
+from .tflite import export_tflite
 
 #: The metadata field holding the properties to compile an ONNX or OpenVINO export with.
 COMPILE_FIELD = "openvino_compile_config"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One export: the module, its weights, the staging folder, and what it carries."""
-
-    spec: ModelSpec
-    weights: Weights
-    out: Path
-    meta: dict
-    labels: Sequence[str] | None
-    calibration: str | None = None  # int8's photos (None: the bundled set)
 
 
 def compile_fields(fmt: str, precision: str) -> dict:
@@ -79,49 +64,6 @@ def export_openvino(job: Job) -> None:
     ov.save_model(model, str(job.out / FORMAT_RECORDS["openvino"].model_file), compress_to_fp16=False)
 
 
-def export_tflite(job: Job) -> None:
-    """`model.tflite` with one signature, `serving_default`. int8 is full-integer quantization
-    (every operator int8, calibrated on the same photos as the engines' int8), keeping float
-    input and output so the model's contract does not change."""
-    import tensorflow as tf
-
-    from ..nets.tf_module import InceptionNet
-
-    spec = job.spec  # the labels stay in the folder: TFLite has no simple place for them
-    net = InceptionNet(spec.arch, spec.num_classes, job.weights)
-    size = list(spec.image_size) if not spec.variable_size else [None, None]
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *size, 3], tf.float32, name="images")])
-    def serving_default(images):
-        output, end_points = net.run(images)
-        if spec.num_classes:
-            return {"logits": output, "feature_vector": end_points["global_pool"]}
-        return {"feature_vector": output}
-
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_default.get_concrete_function()], net)
-    if job.meta["precision"] == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(spec, job.calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with warnings.catch_warnings():  # the converter calibrates with TF's own, deprecated, interpreter
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        model = converter.convert()
-    (job.out / FORMAT_RECORDS["tflite"].model_file).write_bytes(model)
-
-
-def _representative(spec: ModelSpec, calibration: str | None):
-    from ..engine.quantize import Calibration, calibration_files
-
-    data = Calibration(calibration_files(calibration), spec.image_size)
-
-    def inputs():
-        for i in range(len(data)):
-            for image in data.batch(i):
-                yield {"images": image[None]}
-
-    return inputs
-
-
 def _engine_model(job: Job):
     """The engines' model (int8: their quantized one) with the published outputs only."""
     import onnx
@@ -144,4 +86,7 @@ def _fix_size(value, size: tuple[int, int]) -> None:
         dim.dim_value = n
 
 
-EXPORTERS = {"onnx": export_onnx, "openvino": export_openvino, "tflite": export_tflite}
+__all__ = ["COMPILE_FIELD", "EXPORTERS", "Job", "compile_fields", "export_onnx", "export_openvino"]
+
+#: The writer of each format: it fills the job's folder and may return metadata fields to record.
+EXPORTERS = {"onnx": export_onnx, "openvino": export_openvino, "tflite": export_tflite, "tfjs": export_tfjs}
