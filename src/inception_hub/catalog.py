@@ -234,6 +234,8 @@ KAGGLE_TF1_NOTE = (
     "other tfhub.dev modules, not documented for these (/1 and /3 hold the same weights)."
 )
 _KAGGLE_FRAMEWORKS = {"tensorflow2": KAGGLE_TF2_VERSIONS, "tensorflow1": KAGGLE_TF1_VERSIONS}
+#: Kaggle TfJs version -> the tfhub.dev version its TF.js model came from (inferred, as for TensorFlow1).
+KAGGLE_TFJS_VERSIONS = {1: 3}
 
 
 def kaggle_slug(arch: str) -> str:
@@ -296,6 +298,8 @@ def _published(text: str) -> ModelSpec | None:
     """The module a published handle names (a tfhub.dev handle, a GCS .tar.gz, a Kaggle Models
     URL or kagglehub handle, with or without host and query), or None when `text` is not one."""
     text = text.strip().split("#", 1)[0].split("?", 1)[0]
+    if (tfjs := tfjs_spec(text)) is not None:
+        raise UnknownHandleError(_tfjs(text, tfjs))
     gcs = _GCS.match(text)
     if gcs:
         parts = text[gcs.end() :].split("/")
@@ -313,8 +317,6 @@ def _published(text: str) -> ModelSpec | None:
         if len(parts) in (4, 5) and low[0] == "google" and low[1] != "imagenet":
             return _kaggle(text, *parts[1:])  # a kagglehub handle
         parts = [p for p in _TFHUB.sub("", text).split("/") if p]
-        if len(parts) == 8 and parts[1].lower() == "tfjs-model" and _spec(parts[3], parts[4], parts[5]):
-            raise UnknownHandleError(_tfjs(text, parts[3], parts[4]))
         if len(parts) != 5 or [p.lower() for p in parts[:2]] != ["google", "imagenet"]:
             return None
         return _spec(parts[2], parts[3], parts[4])
@@ -328,19 +330,34 @@ def _published(text: str) -> ModelSpec | None:
 def _kaggle(text: str, slug: str, framework: str, variation: str, version: str | None = None) -> ModelSpec | None:
     """The module of a Kaggle Models name; without a version, the newest one."""
     versions = _KAGGLE_FRAMEWORKS.get(framework.lower())
-    if framework.lower() == "tfjs" and _spec(slug, variation, "1"):
-        raise UnknownHandleError(_tfjs(text, slug, variation))
     if versions is None or (version is not None and (not version.isdigit() or int(version) not in versions)):
         return None
     return _spec(slug, variation, str(versions[int(version) if version else max(versions)]))
 
 
-def _tfjs(text: str, arch: str, kind: str) -> str:
-    spec = _spec(arch, kind, str(LATEST_VERSION))
+def tfjs_spec(text: str) -> ModelSpec | None:
+    """The module whose TF.js model `text` names (a tfhub.dev `tfjs-model` path, Kaggle's `TfJs`), or None."""
+    text = text.strip().split("#", 1)[0].split("?", 1)[0]
+    kaggle = _KAGGLE.match(text)
+    parts = [p for p in (text[kaggle.end() :] if kaggle else _TFHUB.sub("", text)).split("/") if p]
+    low = [p.lower() for p in parts]
+    if len(parts) == 8 and low[:3] == ["google", "tfjs-model", "imagenet"] and low[6] == "default":
+        return _spec(parts[3], parts[4], parts[5]) if parts[7].isdigit() else None
+    parts, low = (parts[1:], low[1:]) if low[:1] == ["models"] else (parts, low)
+    if len(parts) in (6, 8) and low[2:7:2] == ["frameworks", "variations", "versions"][: (len(parts) - 2) // 2]:
+        parts, low = parts[:2] + parts[3::2], low[:2] + low[3::2]  # the long form of Kaggle's pages
+    parts = [*parts, str(max(KAGGLE_TFJS_VERSIONS))] if len(parts) == 4 else parts
+    if len(parts) != 5 or low[0::2][:2] != ["google", "tfjs"] or parts[4] not in map(str, KAGGLE_TFJS_VERSIONS):
+        return None
+    return _spec(parts[1], parts[3], str(KAGGLE_TFJS_VERSIONS[int(parts[4])]))
+
+
+def _tfjs(text: str, spec: ModelSpec) -> str:
+    latest = ModelSpec(spec.arch, spec.kind, LATEST_VERSION)
     return (
-        f"{text!r} is a TF.js model, which inception-hub does not build. What exists instead: the TensorFlow "
-        f"modules of the same network, {spec.url} (or /1, /3, /4; Kaggle: {kagglehub_handles(spec)[0]}), "
-        f"and for runtimes without TensorFlow an ONNX export: inception-hub export {spec.handle} DIR --format onnx"
+        f"{text!r} is a TF.js model, which inception-hub does not build for Python (serve-hub serves it; export "
+        f"{spec.handle} --format tfjs writes it). In Python: {latest.url} (or /1, /3, /4; Kaggle: "
+        f"{kagglehub_handles(latest)[0]}); without TensorFlow: inception-hub export {latest.handle} DIR --format onnx"
     )
 
 
