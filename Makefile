@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint browser legacy-venv
+.PHONY: demo test lint browser legacy-venv tfjs litert
 
 # The web page's test drives a real browser: Debian's Chromium and its driver, installed when missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -35,6 +35,29 @@ $(LEGACY)/.ready:
 
 legacy-venv: $(LEGACY)/.ready
 
+# TF.js for tests/test_tfjs.py: npm's @tensorflow/tfjs (pure JavaScript, its CPU backend; no native
+# binaries to download), in the git-ignored .tfjs/ folder, nothing installed globally.
+TFJS := .tfjs
+TFJS_VERSION := 4.22.0
+
+$(TFJS)/.ready:
+	@command -v npm >/dev/null 2>&1 || { echo "make test: npm is missing: install Node.js 18+ and npm for tests/test_tfjs.py"; exit 1; }
+	mkdir -p $(TFJS)
+	echo '{"private": true}' > $(TFJS)/package.json
+	cd $(TFJS) && npm install --silent --no-audit --no-fund @tensorflow/tfjs@$(TFJS_VERSION)
+	touch $@
+
+tfjs: $(TFJS)/.ready
+
+# LiteRT's converter, which writes the fp32 mobile.tflite. Its xdsl pins typing-extensions < 4.13,
+# which selenium and anyio (in .[all]) do not accept, so it goes in without its pins; it runs with
+# the newer typing-extensions (tests/test_tflite_metadata.py converts through it).
+$(VENV)/.litert: $(VENV)/.all
+	$(BIN)/pip install --quiet --no-deps 'litert-converter==0.5.0' 'xdsl==0.28.0' 'ordered-set==4.1.0' 'immutabledict<4.2.2' lark backports.strenum
+	touch $@
+
+litert: $(VENV)/.litert
+
 demo: $(VENV)/.core
 	$(BIN)/python scripts/demo.py
 
@@ -48,7 +71,7 @@ browser:
 		echo "make test: no chromedriver and no apt-get here: install Chromium and ChromeDriver, or tests/test_web_page.py fails"; \
 	fi
 
-test: $(VENV)/.all browser legacy-venv
+test: $(VENV)/.all $(VENV)/.litert browser legacy-venv tfjs
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.all

@@ -2,8 +2,9 @@
 
 `GET /<handle>?tf-hub-format=compressed` answers with the module as a .tar.gz, which is what
 tensorflow_hub's HTTP resolver asks for; `GET /<handle>` is the model's HTML page; `GET /` lists
-the modules. A module is exported on its first request and kept in
-`$INCEPTION_HUB_CACHE/hub/`, keyed by handle and the weights it was built from.
+the modules. A module is exported on its first request and kept in `$INCEPTION_HUB_CACHE/hub/`,
+keyed by handle and the weights it was built from. The TF.js models are served at tfhub.dev's
+paths too (`tfhub/tfjs_routes.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..catalog import CHANGELOG, NUM_CLASSES, ModelSpec, all_specs, resolve_publ
 from ..errors import InceptionHubError, UnknownHandleError, WeightsUnavailableError
 from ..export import export
 from ..weights import cache_lock, fetch, folder, is_cached, load_weights, provenance, record_checkpoint
+from . import tfjs_routes
 
 
 class ModuleStore:
@@ -187,6 +189,9 @@ class HubRequestHandler(http.server.BaseHTTPRequestHandler):
         base = self.server.public_url or base_url(*self.server.server_address[:2])
         if handle == "":
             return self._send(200, "text/html; charset=utf-8", index_page(base).encode())
+        tfjs = tfjs_routes.split(urllib.parse.unquote(handle))
+        if tfjs is not None:  # a TF.js model: its page, model.json or a weight shard
+            return tfjs_routes.answer(self, self.store, *tfjs, base)
         try:  # any published spelling: feature-vector, a trailing slash, a Kaggle Models path
             spec = resolve_published(urllib.parse.unquote(handle))
         except UnknownHandleError as e:
