@@ -48,6 +48,14 @@ FORMAT_RECORDS: dict[str, Format] = {
         Format("tflite", "TFLite model", "model.tflite", ("tflite",), ("fp32", "int8"), "tflite"),
         # Runs in TF.js (a browser or Node), not in Python; int8 and fp16 quantize its weights only.
         Format("tfjs", "TF.js graph model", "model.json", ("tfjs",), ("fp32", "int8", "fp16"), "tfjs"),
+        Format(
+            "triton",
+            "Triton model folder (ONNX)",
+            "1/model.onnx",
+            ("onnxruntime", "openvino"),
+            ("fp32", "int8"),
+            "triton",
+        ),
     )
 }
 FORMATS = tuple(FORMAT_RECORDS)

@@ -13,7 +13,7 @@ from ..outputs import CLASSIFY_FORMATS
 from .common import PROG
 
 #: Export formats written without TensorFlow.
-LEAN_FORMATS = ("onnx", "openvino")
+LEAN_FORMATS = ("onnx", "openvino", "triton")
 
 
 def _listed(choices: tuple[str, ...]):

@@ -14,10 +14,12 @@ how to compile it exactly (`compile_fields`), and `inception_hub.load` compiles 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from ..engine.onnx import openvino_compile_config
 from ..metadata import FORMAT_RECORDS
+from . import triton
 from .job import Job
 from .tfjs import export_tfjs
 from .tflite import export_tflite
@@ -30,7 +32,7 @@ def compile_fields(fmt: str, precision: str) -> dict:
     """What an export's metadata says about compiling it with OpenVINO: for ONNX and OpenVINO IR,
     the properties of `ov.Core().compile_model(model_file, "CPU", properties)` that run it as
     exported (without them an fp32 export runs in bf16 on CPUs with AVX512_BF16)."""
-    return {COMPILE_FIELD: openvino_compile_config(precision)} if fmt in ("onnx", "openvino") else {}
+    return {COMPILE_FIELD: openvino_compile_config(precision)} if fmt in ("onnx", "openvino", "triton") else {}
 
 
 def export_onnx(job: Job) -> None:
@@ -86,7 +88,22 @@ def _fix_size(value, size: tuple[int, int]) -> None:
         dim.dim_value = n
 
 
+def export_triton(job: Job) -> None:
+    """A Triton model folder (see `triton`): the ONNX export's model as `1/model.onnx`, and
+    `config.pbtxt`; `labels.txt` and `inception_hub.json` are written beside them as for every export."""
+    folder = job.out / triton.VERSION_FOLDER
+    folder.mkdir()
+    export_onnx(dataclasses.replace(job, out=folder))
+    (job.out / "config.pbtxt").write_text(triton.config_pbtxt(job.spec), encoding="utf-8")
+
+
 __all__ = ["COMPILE_FIELD", "EXPORTERS", "Job", "compile_fields", "export_onnx", "export_openvino"]
 
 #: The writer of each format: it fills the job's folder and may return metadata fields to record.
-EXPORTERS = {"onnx": export_onnx, "openvino": export_openvino, "tflite": export_tflite, "tfjs": export_tfjs}
+EXPORTERS = {
+    "onnx": export_onnx,
+    "openvino": export_openvino,
+    "tflite": export_tflite,
+    "tfjs": export_tfjs,
+    "triton": export_triton,
+}
