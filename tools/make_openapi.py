@@ -191,6 +191,7 @@ def main() -> None:
         }
     }
     paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}}
+    paths.update(v2_routes(name, version))
     paths.update(page_routes(name, b64["properties"]["b64"]))
     paths["/openapi.json"] = {
         "get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3"}}}
@@ -203,7 +204,8 @@ def main() -> None:
             "description": (
                 "TensorFlow Serving's REST API for the Inception modules. An image is float32 [H][W][3] in [0, 1], "
                 'or a base64 JPEG/PNG as {"b64": ...}. The model page (GET /, /models/{name}) uses the same API, '
-                "and /models/{name}/explain and /models/{name}/similar besides."
+                "and /models/{name}/explain and /models/{name}/similar besides. The Open Inference Protocol (v2) "
+                "is under /v2: input images, FP32 [N, H, W, 3] in [0, 1] or BYTES [N] of JPEG/PNG files."
             ),
         },
         "paths": paths,
@@ -213,6 +215,86 @@ def main() -> None:
     }
     OUT.write_text(json.dumps(spec, indent=1) + "\n")
     print(f"wrote {OUT}")
+
+
+def v2_routes(name: dict, version: dict) -> dict:
+    """The Open Inference Protocol's routes (KServe v2), with the binary tensor data extension."""
+    tensor = {
+        "type": "object",
+        "required": ["name", "datatype", "shape"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string", "enum": ["FP32", "BYTES"]},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
+            "data": {"type": "array", "description": "row-major values; BYTES as base64 strings"},
+        },
+    }
+    wanted = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "enum": ["logits", "feature_vector"]},
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "binary_data": {"type": "boolean"},
+                    "classification": {"type": "integer", "minimum": 0, "description": 'top k as "score:index:label"'},
+                },
+            },
+        },
+    }
+    request = {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
+            "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": tensor},
+            "outputs": {"type": "array", "items": wanted},
+        },
+    }
+    answer = {
+        "type": "object",
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "outputs": {"type": "array", "items": tensor},
+        },
+    }
+    binary = {
+        "schema": {"type": "string", "format": "binary"},
+        "description": "the JSON, then the binary tensors; Inference-Header-Content-Length gives the JSON's length",
+    }
+    length = {"name": "Inference-Header-Content-Length", "in": "header", "schema": {"type": "integer", "minimum": 1}}
+
+    def get(summary: str, ok: str, params: list, not_ok: dict | None = None) -> dict:
+        responses = {"200": {"description": ok, "content": {"application/json": {"schema": {"type": "object"}}}}}
+        return {"get": {"summary": summary, "parameters": params, "responses": {**responses, **(not_ok or {})}}}
+
+    paths = {
+        "/v2": get("Server metadata: name, version, extensions", "metadata", []),
+        "/v2/health/live": get("Liveness", '{"live": true}', []),
+        "/v2/health/ready": get("Readiness", '{"ready": true}', [], {"503": {"description": "draining or busy"}}),
+    }
+    for prefix, params in (("/v2/models/{name}", [name]), ("/v2/models/{name}/versions/{version}", [name, version])):
+        missing = {"404": error("unknown model or version")}
+        paths[prefix] = get("Model metadata: inputs and outputs", "metadata", params, missing)
+        paths[prefix + "/ready"] = get(
+            "Model readiness", '{"name": ..., "ready": true}', params, {**missing, "503": {"description": "draining"}}
+        )
+        infer = post(
+            "Inference (JSON tensors, or the binary tensor data extension)",
+            [*params, length],
+            request,
+            ("the outputs asked for (default: the main one)", answer),
+            "malformed header or tensor, wrong shape or type, NaN, values outside [0, 1], undecodable image",
+        )
+        infer["post"]["requestBody"]["content"]["application/octet-stream"] = binary
+        infer["post"]["responses"]["200"]["content"]["application/octet-stream"] = binary
+        paths[prefix + "/infer"] = infer
+    return paths
 
 
 def page_routes(name: dict, photo: dict) -> dict:

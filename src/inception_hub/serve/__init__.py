@@ -1,4 +1,5 @@
-"""A TensorFlow-Serving-compatible server: REST and gRPC in one process, one event loop.
+"""A TensorFlow-Serving-compatible server that also speaks the Open Inference Protocol (v2):
+REST and gRPC in one process, one event loop, one core for both protocols.
 
 inception-hub serve --models inception_v1,inception_resnet_v2 --port 8501 --grpc-port 8500
 """
@@ -11,6 +12,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -25,44 +27,58 @@ from .http import OneLineErrors
 from .models import ServedModel, build
 from .similar import matching_models
 
-__all__ = ["Limits", "ServedModel", "ServingCore", "build", "run_server", "serve"]
+__all__ = ["Limits", "ModelSource", "ServedModel", "ServingCore", "build", "run_server", "serve"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model to serve: a handle, short name or export folder, served as `name` (default: as
+    `build` names it) and `version`."""
+
+    path: str
+    name: str | None = None
+    version: int = 1
 
 
 async def run_server(
     core: ServingCore,
     host: str = "127.0.0.1",
-    port: int = 8501,
+    port: int | None = 8501,
     grpc_port: int | None = 8500,
-    ready: Callable[[int, int | None], None] | None = None,
+    ready: Callable[[int | None, int | None], None] | None = None,
     stop: asyncio.Event | None = None,
     drain_timeout_s: float | None = None,
     index: Index | None = None,
 ) -> None:
-    """Serve until `stop` is set (or SIGINT/SIGTERM), then shut down gracefully: stop accepting,
-    answer what is queued and in flight, close. The drain takes at most `drain_timeout_s`
-    (default: the request timeout, within which every admitted request is answered, plus a second)."""
+    """Serve REST on `port` and gRPC on `grpc_port` (either None: not at all) until `stop` is
+    set (or SIGINT/SIGTERM), then shut down gracefully: stop accepting, answer what is queued and
+    in flight, close. The drain takes at most `drain_timeout_s` (default: the request timeout,
+    within which every admitted request is answered, plus a second)."""
     if index is not None:
         index.prepare()  # before listening: nothing heavy is built inside a request
     await core.start()
-    # The drain below waits for requests itself; the runner then only closes idle connections.
-    # handler_cancellation: a client that disconnects cancels its request, so its images are
-    # dropped from the queue instead of run for nobody.
-    runner = web.AppRunner(
-        make_app(core, index),
-        access_log=None,
-        shutdown_timeout=1.0,
-        handler_cancellation=True,
-        logger=OneLineErrors(),  # malformed requests as one line each, not tracebacks
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    rest_port = runner.addresses[0][1]
+    runner, rest_port = None, None
+    if port is not None:
+        # The drain below waits for requests itself; the runner then only closes idle connections.
+        # handler_cancellation: a client that disconnects cancels its request, so its images are
+        # dropped from the queue instead of run for nobody.
+        runner = web.AppRunner(
+            make_app(core, index),
+            access_log=None,
+            shutdown_timeout=1.0,
+            handler_cancellation=True,
+            logger=OneLineErrors(),  # malformed requests as one line each, not tracebacks
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        rest_port = runner.addresses[0][1]
     grpc_server, bound = (None, None)
     if grpc_port is not None:
         grpc_server, bound = make_grpc_server(core, host, grpc_port)
         if not bound:
-            await runner.cleanup()
+            if runner is not None:
+                await runner.cleanup()
             raise InceptionHubError(f"cannot listen on {host}:{grpc_port} for gRPC; choose another --grpc-port")
         await grpc_server.start()
     stop = stop or asyncio.Event()
@@ -81,7 +97,8 @@ async def run_server(
         await asyncio.wait_for(core.close(), drain_timeout_s)
     if grpc_server is not None:
         await grpc_server.stop(grace=1.0)
-    await runner.cleanup()
+    if runner is not None:
+        await runner.cleanup()
 
 
 def check_port(host: str, port: int, flag: str) -> None:
@@ -102,10 +119,10 @@ def check_port(host: str, port: int, flag: str) -> None:
 
 
 def serve(
-    models: list[str],
+    models: list[str | ModelSource],
     *,
     host: str = "127.0.0.1",
-    port: int = 8501,
+    port: int | None = 8501,
     grpc_port: int | None = 8500,
     max_batch: int = 32,
     batch_timeout_ms: float = 5.0,
@@ -115,23 +132,26 @@ def serve(
     backend: str | None = None,
     index: str | None = None,
 ) -> None:
-    """Load the models and serve them until interrupted. The settings and the ports are checked
-    first, so a mistake is reported before minutes of loading."""
+    """Load the models and serve them until interrupted (REST on `port`, gRPC on `grpc_port`;
+    None: not that one). The settings and the ports are checked first, so a mistake is reported
+    before minutes of loading."""
     limits = limits or Limits()
     if limits.max_queue < limits.max_images:
         raise InceptionHubError(
             f"--max-queue ({limits.max_queue}) is smaller than --max-images ({limits.max_images}): a full request "
             "could never be queued; raise --max-queue or lower --max-images"
         )
-    check_port(host, port, "--port")
+    if port is not None:
+        check_port(host, port, "--port")
     if grpc_port is not None:
         check_port(host, grpc_port, "--grpc-port")
     similar = Index.load(index) if index else None  # a wrong folder is reported before loading models
     checkpoints = checkpoints or {}
     served = []
-    for name in models:
-        ckpt = None if is_export(name) else checkpoints.get(resolve(name).arch)
-        served.append(build(name, ckpt, backend))
+    for item in models:
+        source = item if isinstance(item, ModelSource) else ModelSource(item)
+        ckpt = None if is_export(source.path) else checkpoints.get(resolve(source.path).arch)
+        served.append(build(source.path, ckpt, backend, name=source.name, version=source.version))
     core = ServingCore(served, max_batch=max_batch, batch_timeout_ms=batch_timeout_ms, workers=workers, limits=limits)
     if similar is not None and not matching_models(similar, core):
         raise InceptionHubError(
@@ -139,11 +159,13 @@ def serve(
             "serve that model (with the same weights) too"
         )
 
-    def ready(rest_port: int, bound: int | None) -> None:
-        names = ", ".join(m.name for m in served)
-        grpc_text = f", gRPC on {host}:{bound}" if bound else ""
-        print(f"serving {names}: REST on http://{host}:{rest_port}{grpc_text}", flush=True)
-        print(f"try them in a browser: http://{host}:{rest_port}/", flush=True)
+    def ready(rest_port: int | None, bound: int | None) -> None:
+        names = ", ".join(m.name if m.version == 1 else f"{m.name} (version {m.version})" for m in served)
+        where = [f"REST on http://{host}:{rest_port}"] if rest_port else []
+        where += [f"gRPC on {host}:{bound}"] if bound else []
+        print(f"serving {names}: {', '.join(where)}", flush=True)
+        if rest_port:
+            print(f"try them in a browser: http://{host}:{rest_port}/", flush=True)
 
     asyncio.run(run_server(core, host, port, grpc_port, ready, index=similar))
     print("stopped", file=sys.stderr)

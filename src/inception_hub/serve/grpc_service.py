@@ -12,26 +12,24 @@ budget. Every handler reads its own message (the methods are registered as clien
 which is the same on the wire), so admission comes first and the deadline covers the read; and
 past `max_queue` calls in progress (a Predict holds queue room for at least one image, so more
 could not all be admitted anyway) a new call is refused, counted too, before its message is read.
+
+`make_grpc_server` puts these beside the Open Inference Protocol's service (`v2_grpc`), gRPC's
+health service (`health`) and, where grpcio-reflection is installed, server reflection.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-
 import grpc
 import numpy as np
 
-from . import protos
-from .core import DeadlineExceeded, InvalidArgument, ResourceExhausted, ServingCore, ServingError
+from . import protos, v2_protos
+from .core import InvalidArgument, ServingCore, ServingError
+from .grpc_calls import Calls, abort_code, admitted_call, rpc_handlers
+from .health import HealthService
 from .models import ServedModel
+from .v2_grpc import InferenceService
 
 INPUT = "images"
-
-
-def _abort_code(e: ServingError) -> grpc.StatusCode:
-    return getattr(grpc.StatusCode, e.grpc_code)
 
 
 def signature_def_map(model: ServedModel):
@@ -52,67 +50,36 @@ def signature_def_map(model: ServedModel):
     return sig_map
 
 
-class Calls:
-    """The gRPC calls in progress, of every method, their message read or not."""
-
-    def __init__(self, core: ServingCore) -> None:
-        self.core = core
-        self.count = 0
-
-    def enter(self) -> None:
-        """Count one more call; ResourceExhausted (and the call not counted) past `max_queue`."""
-        if self.count >= self.core.limits.max_queue:
-            raise ResourceExhausted(f"{self.count} gRPC calls in progress; retry later")
-        self.count += 1
-
-
 class PredictionService:
+    #: Methods that admit themselves (their model and size decide) and read their message then.
+    ADMITS_ITSELF = frozenset({"Predict"})
+
     def __init__(self, core: ServingCore, calls: Calls) -> None:
         self.core = core
         self.calls = calls
 
     async def Predict(self, requests, context):  # noqa: N802
         core = self.core
-        started = time.perf_counter()
-        label, code = "unknown", "OK"
-        entered = False
-        try:
-            self.calls.enter()
-            entered = True
 
-            async def answer():
-                nonlocal label
-                request = await context.read()
-                if request is grpc.aio.EOF:
-                    raise InvalidArgument("the call carries no PredictRequest")
-                core.hold(request.ByteSize())
-                name = request.model_spec.name
-                label = name if name in core.models else "unknown"
-                version = request.model_spec.version.value if request.model_spec.HasField("version") else None
-                model = core.model(name, version)
-                core.check_queue(model)
-                sig = core.signature(model, request.model_spec.signature_name)
-                if set(request.inputs) != {INPUT}:
-                    raise InvalidArgument(f"expected one input named {INPUT!r}, got {sorted(request.inputs)}")
-                for alias in request.output_filter:
-                    if alias != sig.output_key:
-                        raise InvalidArgument(f"output tensor alias not found in signature: {alias}")
-                return model, sig, await core.predict(model, sig, await self._images(model, request.inputs[INPUT]))
-
-            model, sig, out = await core.admitted(None, answer)
+        async def work(request):
+            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+            model = core.model(request.model_spec.name, version)
+            core.check_queue(model)
+            sig = core.signature(model, request.model_spec.signature_name)
+            if set(request.inputs) != {INPUT}:
+                raise InvalidArgument(f"expected one input named {INPUT!r}, got {sorted(request.inputs)}")
+            for alias in request.output_filter:
+                if alias != sig.output_key:
+                    raise InvalidArgument(f"output tensor alias not found in signature: {alias}")
+            out = await core.predict(model, sig, await self._images(model, request.inputs[INPUT]))
             response = protos.PredictResponse()
             response.model_spec.name = model.name
             response.model_spec.version.value = model.version
             response.model_spec.signature_name = sig.name
             response.outputs[sig.output_key].CopyFrom(protos.from_ndarray(out))
             return response
-        except ServingError as e:
-            code = e.grpc_code
-            await context.abort(_abort_code(e), e.message)
-        finally:
-            if entered:
-                self.calls.count -= 1
-            core.observe("grpc", label, code, started)
+
+        return await admitted_call(core, self.calls, context, "grpc", lambda r: r.model_spec.name, work)
 
     async def _images(self, model: ServedModel, proto) -> np.ndarray:
         if proto.dtype == protos.DT_STRING:
@@ -146,7 +113,7 @@ class PredictionService:
             if set(request.metadata_field) - {"signature_def"}:
                 raise InvalidArgument("only metadata_field 'signature_def' is available")
         except ServingError as e:
-            await context.abort(_abort_code(e), e.message)
+            await context.abort(abort_code(e), e.message)
         response = protos.GetModelMetadataResponse()
         response.model_spec.name = model.name
         response.model_spec.version.value = model.version
@@ -164,7 +131,7 @@ class ModelService:
             version = request.model_spec.version.value if request.model_spec.HasField("version") else None
             model = self.core.model(request.model_spec.name, version)
         except ServingError as e:
-            await context.abort(_abort_code(e), e.message)
+            await context.abort(abort_code(e), e.message)
         response = protos.GetModelStatusResponse()
         status = response.model_version_status.add()
         status.version = model.version
@@ -172,46 +139,8 @@ class ModelService:
         return response
 
 
-def _read_first(servicer, method: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
-    """A handler of one request message that admits its call (`Calls`) before reading it, within the timeout."""
-    core, calls = servicer.core, servicer.calls
-
-    async def handler(requests, context):
-        try:
-            calls.enter()
-        except ServingError as e:
-            core.observe("grpc", "unknown", e.grpc_code, time.perf_counter())
-            await context.abort(_abort_code(e), e.message)
-        try:
-            request = await asyncio.wait_for(context.read(), core.limits.timeout_s)
-            if request is grpc.aio.EOF:
-                raise InvalidArgument("the call carries no request message")
-        except asyncio.TimeoutError:
-            e = DeadlineExceeded(f"no request message within {core.limits.timeout_s:g}s")
-            await context.abort(_abort_code(e), e.message)
-        except ServingError as e:
-            await context.abort(_abort_code(e), e.message)
-        finally:
-            calls.count -= 1
-        return await method(request, context)
-
-    return handler
-
-
-def _handler(service: str, servicer) -> grpc.GenericRpcHandler:
-    methods = {
-        name: grpc.stream_unary_rpc_method_handler(
-            # Predict admits itself (its model and size decide) and reads its message then.
-            getattr(servicer, name) if name == "Predict" else _read_first(servicer, getattr(servicer, name)),
-            request_deserializer=request.FromString,
-            response_serializer=response.SerializeToString,
-        )
-        for name, (request, response) in protos.SERVICES[service].items()
-    }
-    return grpc.method_handlers_generic_handler(service, methods)
-
-
 def make_grpc_server(core: ServingCore, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    """TF Serving's services, the Open Inference Protocol's, health checking and reflection, on one port."""
     limit = core.limits.max_body_bytes
     server = grpc.aio.server(
         options=[
@@ -223,11 +152,30 @@ def make_grpc_server(core: ServingCore, host: str, port: int) -> tuple[grpc.aio.
         ],
     )
     calls = Calls(core)
-    servicers = {"tensorflow.serving.PredictionService": PredictionService(core, calls),
-                 "tensorflow.serving.ModelService": ModelService(core, calls)}  # fmt: skip
-    server.add_generic_rpc_handlers([_handler(name, servicers[name]) for name in protos.SERVICES])
+    servicers = {
+        "tensorflow.serving.PredictionService": PredictionService(core, calls),
+        "tensorflow.serving.ModelService": ModelService(core, calls),
+        v2_protos.INFERENCE: InferenceService(core, calls),
+    }
+    tables = {**protos.SERVICES, **v2_protos.SERVICES}
+    servicers[v2_protos.HEALTH] = HealthService(core, list(servicers))
+    server.add_generic_rpc_handlers([rpc_handlers(name, servicers[name], tables[name]) for name in servicers])
+    enable_reflection(server, list(servicers))
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:  # newer grpcio raises where older ones returned 0
         bound = 0
     return server, bound
+
+
+def enable_reflection(server: grpc.aio.Server, services: list[str]) -> bool:
+    """Server reflection (what `grpcurl list` asks) over this server's own declarations, where
+    grpcio-reflection is installed; False where it is not."""
+    try:
+        from grpc_reflection.v1alpha import reflection, reflection_pb2
+    except ImportError:
+        return False
+    # Its own service is described from a copy of its descriptor in the pool the others are in.
+    protos.declare_copy(reflection_pb2.DESCRIPTOR)
+    reflection.enable_server_reflection([*services, reflection.SERVICE_NAME], server, pool=protos.POOL)
+    return True

@@ -39,8 +39,10 @@ CORE = web.AppKey("core", ServingCore)
 INDEX = web.AppKey("index", Index)
 MATCHING = web.AppKey("matching", frozenset)
 
-#: The work of one admitted POST: its answer, as JSON.
-Answer = Callable[[web.Request, ServingCore, ServedModel], Awaitable[dict]]
+#: The work of one admitted POST: its answer, as JSON (or a response of its own).
+Answer = Callable[[web.Request, ServingCore, ServedModel], Awaitable[dict | web.StreamResponse]]
+#: The model a request's path names (NotFound otherwise).
+Lookup = Callable[[web.Request], ServedModel]
 
 
 @web.middleware
@@ -85,12 +87,12 @@ def requested_model(request: web.Request) -> ServedModel:
     return core.model(request.match_info["name"], request.match_info.get("version"))
 
 
-async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+async def expect_continue(request: web.Request, lookup: Lookup = requested_model) -> web.StreamResponse | None:
     """`Expect: 100-continue` (curl sends it for large bodies): a request the server would refuse
     is refused before its client sends the body."""
     core: ServingCore = request.app[CORE]
     try:
-        model = requested_model(request)
+        model = lookup(request)
         core.check_admission(model, request.content_length or 0)
     except ServingError as e:
         return web.json_response({"error": e.message}, status=e.http_status)
@@ -101,27 +103,30 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     raise web.HTTPExpectationFailed(text=f"unknown Expect: {request.headers.get('Expect')}")
 
 
-async def handle(request: web.Request, answer: Answer) -> web.Response:
-    """Admit, answer and count one POST: the checks that need only the headers come first."""
+async def handle(
+    request: web.Request, answer: Answer, protocol: str = "rest", lookup: Lookup = requested_model
+) -> web.StreamResponse:
+    """Admit, answer and count one POST: the checks that need only the headers come first.
+    `answer` gives JSON, or a response of its own; `protocol` labels it in the metrics."""
     core: ServingCore = request.app[CORE]
     started = time.perf_counter()
     name = request.match_info["name"]
     label = name if name in core.models else "unknown"
     code = "OK"
     try:
-        model = requested_model(request)
+        model = lookup(request)
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
         # Admission needs only the headers: a refused request's body is never read, and an admitted
         # one holds only the bytes of its body that have arrived (see read_body).
         body = await core.admitted(model, lambda: answer(request, core, model), declared=request.content_length or 0)
-        return web.json_response(body, dumps=dumps)
+        return body if isinstance(body, web.StreamResponse) else web.json_response(body, dumps=dumps)
     except ServingError as e:
         code = e.grpc_code
         raise
     finally:
-        core.observe("rest", label, code, started)
+        core.observe(protocol, label, code, started)
 
 
 async def read_body(request: web.Request, core: ServingCore) -> bytearray:

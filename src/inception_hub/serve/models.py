@@ -53,20 +53,28 @@ class ServedModel:
         return self.compute_dims[output]
 
 
-def build(name_or_path: str, checkpoint: str | None = None, backend: str | None = None) -> ServedModel:
+def build(
+    name_or_path: str,
+    checkpoint: str | None = None,
+    backend: str | None = None,
+    *,
+    name: str | None = None,
+    version: int = 1,
+) -> ServedModel:
     """A served model from a handle or short name (`inception_v1`), or an exported folder.
 
-    Named after the folder, or the architecture (`inception_v1`, `inception_v1_feature_vector`)."""
+    Named `name`, else after the folder, or the architecture (`inception_v1`,
+    `inception_v1_feature_vector`); `version` is the one it is served as (a version folder's)."""
     source = resolve_source(name_or_path, checkpoint, backend=backend)
     module = open_source(source)
-    if source.exported is not None:
+    if name is None and source.exported is not None:
         name = Path(source.exported).parent.name if source.model_file else Path(source.exported).name
-    else:
+    elif name is None:
         name = module.spec.arch + ("" if module.labels else "_feature_vector")
     compute = {FEATURES: module.feature_vector()}  # one set of weights for both outputs where possible
     if module.labels:
         compute[LOGITS] = module
-    model = ServedModel(name, module, {k: _whole(m) for k, m in compute.items()})
+    model = ServedModel(name, module, {k: _whole(m) for k, m in compute.items()}, version=version)
     with contextlib.suppress(InputError):  # class activation maps, for the model page, where it has them
         model.compute[FEATURE_MAP] = module.feature_maps()
     model.signatures = signatures("classification" if module.labels else "feature_vector")

@@ -5,7 +5,9 @@ The messages keep the full names and field numbers of `tensorflow/core/framework
 tensorflow-serving-api stubs and TF Serving's example clients talk to this server unchanged (a
 test compares every field declared here with the real descriptors). Only the fields this server
 reads or writes are declared; protobuf keeps any other field a client sends as an unknown one.
-The classes live in a pool of their own, so they coexist with TensorFlow's in one process.
+The classes live in a pool of their own (`POOL`, which the Open Inference Protocol's and the
+health service's declarations join), so they coexist with TensorFlow's in one process; the
+services are declared too, so server reflection can describe them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ _F = descriptor_pb2.FieldDescriptorProto
 _KINDS = {
     "int32": _F.TYPE_INT32,
     "int64": _F.TYPE_INT64,
+    "uint32": _F.TYPE_UINT32,
+    "uint64": _F.TYPE_UINT64,
     "bool": _F.TYPE_BOOL,
     "string": _F.TYPE_STRING,
     "bytes": _F.TYPE_BYTES,
@@ -32,7 +36,7 @@ _DTYPES = {DT_FLOAT: "<f4", DT_DOUBLE: "<f8", DT_HALF: "<f2"}
 STATE_UNKNOWN, STATE_AVAILABLE, STATE_UNLOADING = 0, 30, 40
 
 
-def _message(parent, name: str, fields: list[tuple], oneofs: tuple[str, ...] = ()) -> descriptor_pb2.DescriptorProto:
+def add_message(parent, name: str, fields: list[tuple], oneofs: tuple[str, ...] = ()) -> descriptor_pb2.DescriptorProto:
     """Add a message to a file or a message. Each field: (name, number, kind, repeated), where
     kind is a scalar name, or ".full.Name" of a message (or "enum:.full.Name")."""
     msg = (parent.message_type if isinstance(parent, descriptor_pb2.FileDescriptorProto) else parent.nested_type).add()
@@ -53,21 +57,32 @@ def _message(parent, name: str, fields: list[tuple], oneofs: tuple[str, ...] = (
     return msg
 
 
-def _map(msg: descriptor_pb2.DescriptorProto, field_name: str, number: int, value: str) -> None:
+def add_map(msg: descriptor_pb2.DescriptorProto, field_name: str, number: int, value: str) -> None:
     """A `map<string, value>` field: a repeated nested entry message, as protoc writes it."""
     entry_name = "".join(part.capitalize() for part in field_name.split("_")) + "Entry"
-    entry = _message(msg, entry_name, [("key", 1, "string"), ("value", 2, value)])
+    entry = add_message(msg, entry_name, [("key", 1, "string"), ("value", 2, value)])
     entry.options.map_entry = True
     f = msg.field.add(name=field_name, number=number, label=_F.LABEL_REPEATED, type=_F.TYPE_MESSAGE)
     f.type_name = entry_name  # resolved relative to the message
 
 
-def _file(name: str, package: str, *deps: str) -> descriptor_pb2.FileDescriptorProto:
+def new_file(name: str, package: str, *deps: str) -> descriptor_pb2.FileDescriptorProto:
     return descriptor_pb2.FileDescriptorProto(name=name, package=package, syntax="proto3", dependency=list(deps))
 
 
+def add_service(file: descriptor_pb2.FileDescriptorProto, name: str, methods: dict[str, tuple[str, str]]) -> None:
+    """Declare a service: {method: (".full.Request", ".full.Response")}; a method whose
+    response type is written with a leading "stream " streams its answers."""
+    service = file.service.add(name=name)
+    for method, (request, response) in methods.items():
+        streams = response.startswith("stream ")
+        service.method.add(
+            name=method, input_type=request, output_type=response.removeprefix("stream "), server_streaming=streams
+        )
+
+
 def _files() -> list[descriptor_pb2.FileDescriptorProto]:
-    framework = _file("inception_hub/tensorflow_framework.proto", "tensorflow")
+    framework = new_file("inception_hub/tensorflow_framework.proto", "tensorflow")
     dtype = framework.enum_type.add(name="DataType")
     for value_name, number in [
         ("DT_INVALID", DT_INVALID), ("DT_FLOAT", DT_FLOAT), ("DT_DOUBLE", DT_DOUBLE), ("DT_INT32", DT_INT32),
@@ -75,12 +90,12 @@ def _files() -> list[descriptor_pb2.FileDescriptorProto]:
         ("DT_HALF", DT_HALF),
     ]:  # fmt: skip
         dtype.value.add(name=value_name, number=number)
-    shape = _message(framework, "TensorShapeProto", [
+    shape = add_message(framework, "TensorShapeProto", [
         ("dim", 2, ".tensorflow.TensorShapeProto.Dim", "repeated"),
         ("unknown_rank", 3, "bool"),
     ])  # fmt: skip
-    _message(shape, "Dim", [("size", 1, "int64"), ("name", 2, "string")])
-    _message(framework, "TensorProto", [
+    add_message(shape, "Dim", [("size", 1, "int64"), ("name", 2, "string")])
+    add_message(framework, "TensorProto", [
         ("dtype", 1, "enum:.tensorflow.DataType"),
         ("tensor_shape", 2, ".tensorflow.TensorShapeProto"),
         ("version_number", 3, "int32"),
@@ -93,46 +108,46 @@ def _files() -> list[descriptor_pb2.FileDescriptorProto]:
         ("bool_val", 11, "bool", "repeated"),
         ("half_val", 13, "int32", "repeated"),
     ])  # fmt: skip
-    _message(framework, "TensorInfo", [
+    add_message(framework, "TensorInfo", [
         ("name", 1, "string", "encoding"),
         ("dtype", 2, "enum:.tensorflow.DataType"),
         ("tensor_shape", 3, ".tensorflow.TensorShapeProto"),
     ], oneofs=("encoding",))  # fmt: skip
-    signature = _message(framework, "SignatureDef", [("method_name", 3, "string")])
-    _map(signature, "inputs", 1, ".tensorflow.TensorInfo")
-    _map(signature, "outputs", 2, ".tensorflow.TensorInfo")
-    _map(signature, "defaults", 4, ".tensorflow.TensorProto")  # values of inputs a caller may omit
+    signature = add_message(framework, "SignatureDef", [("method_name", 3, "string")])
+    add_map(signature, "inputs", 1, ".tensorflow.TensorInfo")
+    add_map(signature, "outputs", 2, ".tensorflow.TensorInfo")
+    add_map(signature, "defaults", 4, ".tensorflow.TensorProto")  # values of inputs a caller may omit
 
-    apis = _file(
+    apis = new_file(
         "inception_hub/tensorflow_serving_apis.proto",
         "tensorflow.serving",
         framework.name,
         "google/protobuf/any.proto",
         "google/protobuf/wrappers.proto",
     )
-    _message(apis, "ModelSpec", [
+    add_message(apis, "ModelSpec", [
         ("name", 1, "string"),
         ("version", 2, ".google.protobuf.Int64Value", "version_choice"),
         ("signature_name", 3, "string"),
         ("version_label", 4, "string", "version_choice"),
     ], oneofs=("version_choice",))  # fmt: skip
-    request = _message(apis, "PredictRequest", [
+    request = add_message(apis, "PredictRequest", [
         ("model_spec", 1, ".tensorflow.serving.ModelSpec"),
         ("output_filter", 3, "string", "repeated"),
     ])  # fmt: skip
-    _map(request, "inputs", 2, ".tensorflow.TensorProto")
-    response = _message(apis, "PredictResponse", [("model_spec", 2, ".tensorflow.serving.ModelSpec")])
-    _map(response, "outputs", 1, ".tensorflow.TensorProto")
-    sig_map = _message(apis, "SignatureDefMap", [])
-    _map(sig_map, "signature_def", 1, ".tensorflow.SignatureDef")
-    _message(apis, "GetModelMetadataRequest", [
+    add_map(request, "inputs", 2, ".tensorflow.TensorProto")
+    response = add_message(apis, "PredictResponse", [("model_spec", 2, ".tensorflow.serving.ModelSpec")])
+    add_map(response, "outputs", 1, ".tensorflow.TensorProto")
+    sig_map = add_message(apis, "SignatureDefMap", [])
+    add_map(sig_map, "signature_def", 1, ".tensorflow.SignatureDef")
+    add_message(apis, "GetModelMetadataRequest", [
         ("model_spec", 1, ".tensorflow.serving.ModelSpec"),
         ("metadata_field", 2, "string", "repeated"),
     ])  # fmt: skip
-    metadata = _message(apis, "GetModelMetadataResponse", [("model_spec", 1, ".tensorflow.serving.ModelSpec")])
-    _map(metadata, "metadata", 2, ".google.protobuf.Any")
-    _message(apis, "GetModelStatusRequest", [("model_spec", 1, ".tensorflow.serving.ModelSpec")])
-    status = _message(apis, "ModelVersionStatus", [
+    metadata = add_message(apis, "GetModelMetadataResponse", [("model_spec", 1, ".tensorflow.serving.ModelSpec")])
+    add_map(metadata, "metadata", 2, ".google.protobuf.Any")
+    add_message(apis, "GetModelStatusRequest", [("model_spec", 1, ".tensorflow.serving.ModelSpec")])
+    status = add_message(apis, "ModelVersionStatus", [
         ("version", 1, "int64"),
         ("state", 2, "enum:.tensorflow.serving.ModelVersionStatus.State"),
     ])  # fmt: skip
@@ -140,9 +155,15 @@ def _files() -> list[descriptor_pb2.FileDescriptorProto]:
     for value_name, number in [("UNKNOWN", 0), ("START", 10), ("LOADING", 20), ("AVAILABLE", 30),
                                ("UNLOADING", 40), ("END", 50)]:  # fmt: skip
         state.value.add(name=value_name, number=number)
-    _message(apis, "GetModelStatusResponse", [
+    add_message(apis, "GetModelStatusResponse", [
         ("model_version_status", 1, ".tensorflow.serving.ModelVersionStatus", "repeated"),
     ])  # fmt: skip
+    ts = ".tensorflow.serving."
+    add_service(apis, "PredictionService", {
+        "Predict": (ts + "PredictRequest", ts + "PredictResponse"),
+        "GetModelMetadata": (ts + "GetModelMetadataRequest", ts + "GetModelMetadataResponse"),
+    })  # fmt: skip
+    add_service(apis, "ModelService", {"GetModelStatus": (ts + "GetModelStatusRequest", ts + "GetModelStatusResponse")})
     return [framework, apis]
 
 
@@ -157,21 +178,38 @@ def _pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
-_POOL = _pool()
+#: The pool of every message and service this server declares (see `declare`).
+POOL = _pool()
 
 
-def _class(full_name: str) -> type:
-    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(full_name))
+def declare(file: descriptor_pb2.FileDescriptorProto) -> None:
+    """Add a file of messages and services to `POOL`."""
+    POOL.Add(file)
 
 
-TensorProto = _class("tensorflow.TensorProto")
-PredictRequest = _class("tensorflow.serving.PredictRequest")
-PredictResponse = _class("tensorflow.serving.PredictResponse")
-SignatureDefMap = _class("tensorflow.serving.SignatureDefMap")
-GetModelMetadataRequest = _class("tensorflow.serving.GetModelMetadataRequest")
-GetModelMetadataResponse = _class("tensorflow.serving.GetModelMetadataResponse")
-GetModelStatusRequest = _class("tensorflow.serving.GetModelStatusRequest")
-GetModelStatusResponse = _class("tensorflow.serving.GetModelStatusResponse")
+def declare_copy(descriptor) -> None:
+    """Add a copy of a generated file's descriptor to `POOL` (once)."""
+    try:
+        POOL.FindFileByName(descriptor.name)
+    except KeyError:
+        proto = descriptor_pb2.FileDescriptorProto()
+        descriptor.CopyToProto(proto)
+        POOL.Add(proto)
+
+
+def message_class(full_name: str) -> type:
+    """The class of a message declared in `POOL`."""
+    return message_factory.GetMessageClass(POOL.FindMessageTypeByName(full_name))
+
+
+TensorProto = message_class("tensorflow.TensorProto")
+PredictRequest = message_class("tensorflow.serving.PredictRequest")
+PredictResponse = message_class("tensorflow.serving.PredictResponse")
+SignatureDefMap = message_class("tensorflow.serving.SignatureDefMap")
+GetModelMetadataRequest = message_class("tensorflow.serving.GetModelMetadataRequest")
+GetModelMetadataResponse = message_class("tensorflow.serving.GetModelMetadataResponse")
+GetModelStatusRequest = message_class("tensorflow.serving.GetModelStatusRequest")
+GetModelStatusResponse = message_class("tensorflow.serving.GetModelStatusResponse")
 
 #: Service and method names on the wire, with their request and response classes.
 SERVICES = {
