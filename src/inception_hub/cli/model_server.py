@@ -23,6 +23,8 @@ from ..errors import InceptionHubError, InputError
 from ..metadata import is_export
 
 PROG = "inception-hub-model-server"
+#: What the server needs beyond the lean install (the `serve` extra).
+SERVER_MODULES = ("aiohttp", "grpc", "google", "prometheus_client")
 
 #: TF Serving flags accepted and ignored: they tune TF Serving itself, and change no answer here.
 IGNORED = {
@@ -336,7 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
-        print(f"{PROG}: error: this needs {e.name}: pip install 'inception-hub[serve]'", file=sys.stderr)
+        top = (e.name or "").split(".")[0]
+        if top not in SERVER_MODULES:
+            raise
+        print(f"{PROG}: error: this needs {e.name}, which is not installed: pip install 'inception-hub[serve]'",
+              file=sys.stderr)  # fmt: skip
         return 2
     except KeyboardInterrupt:
         return 130
