@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint browser legacy-venv tfjs litert
+.PHONY: demo test lint browser legacy-venv tfjs litert kserve
 
 # The web page's test drives a real browser: Debian's Chromium and its driver, installed when missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -58,6 +58,18 @@ $(VENV)/.litert: $(VENV)/.all
 
 litert: $(VENV)/.litert
 
+# KServe's Python clients (InferenceRESTClient, InferenceGRPCClient) for tests/test_serve_v2.py.
+# kserve pins protobuf < 7 and pandas < 3, which .[all] does not accept, so it goes in without its
+# pins, with what its client modules import.
+$(VENV)/.kserve: $(VENV)/.all
+	$(BIN)/pip install --quiet --no-deps 'kserve==0.21.0'
+	$(BIN)/pip install --quiet -c constraints.txt python-rapidjson geventhttpclient 'greenlet<3.4' fastapi starlette \
+		pydantic uvicorn 'cloudevents<2' kubernetes httpx orjson grpc-interceptor timing-asgi tabulate 'psutil<6' \
+		python-multipart pyjwt cryptography watchfiles
+	touch $@
+
+kserve: $(VENV)/.kserve
+
 demo: $(VENV)/.core
 	$(BIN)/python scripts/demo.py
 
@@ -71,7 +83,7 @@ browser:
 		echo "make test: no chromedriver and no apt-get here: install Chromium and ChromeDriver, or tests/test_web_page.py fails"; \
 	fi
 
-test: $(VENV)/.all $(VENV)/.litert browser legacy-venv tfjs
+test: $(VENV)/.all $(VENV)/.litert $(VENV)/.kserve browser legacy-venv tfjs
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.all

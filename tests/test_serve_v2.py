@@ -16,8 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
+import tritonclient.grpc as tritongrpc
+import tritonclient.http as tritonhttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tritonclient.grpc import service_pb2
+from tritonclient.utils import InferenceServerException
 
 from conftest import IMAGES, reference
 from inception_hub.cli import main
@@ -25,11 +29,6 @@ from inception_hub.serve import Limits, v2
 from inception_hub.serve import v2_protos as ours
 from inception_hub.serve.core import InvalidArgument, TooLarge
 from test_serve import Running, http, raw_post, slow, status_of
-
-tritonhttp = pytest.importorskip("tritonclient.http")
-tritongrpc = pytest.importorskip("tritonclient.grpc")
-from tritonclient.grpc import service_pb2  # noqa: E402  (after the skip: an optional test dependency)
-from tritonclient.utils import InferenceServerException  # noqa: E402
 
 GRACE = IMAGES / "grace_hopper.jpg"
 SAMPLES = sorted((IMAGES / "imagenet-sample").glob("*.JPEG"))[:3]
@@ -336,14 +335,7 @@ asyncio.run(main(*sys.argv[1:]))
 """
 
 
-def kserve_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("kserve") is not None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not kserve_installed(), reason="kserve is not installed")
 def test_kserve_clients_get_the_same_answers(server, clf):
     """KServe's InferenceRESTClient and InferenceGRPCClient, in a process of their own: kserve and
     tritonclient.grpc register the same protos, which one process cannot hold twice."""

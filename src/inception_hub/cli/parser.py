@@ -39,7 +39,7 @@ def positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # The command modules are imported here, when a command line is parsed: importing the CLI
     # stays light.
-    from . import evaluate, finetune, images, models, serving, similar
+    from . import evaluate, finetune, images, model_server, models, serving, similar
 
     p = argparse.ArgumentParser(prog=PROG, description="TF-Hub Inception modules rebuilt from TF-Slim checkpoints.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -206,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     _arch_checkpoints_arg(v, "weights for ARCH instead of the cached release (repeatable)")
     _backend_args(v, precision=False)
     v.set_defaults(func=serving.cmd_serve)
+
+    # TF Serving's flags (--model_name=m --port=9000 ...), passed whole to model_server: "+" is
+    # its prefix so argparse leaves every "--flag" to it.
+    ms = sub.add_parser(
+        "model-server",
+        prefix_chars="+",
+        add_help=False,
+        help="the server with TF Serving's command line (tensorflow_model_server's flags)",
+    )
+    ms.add_argument("flags", nargs="*", help=argparse.SUPPRESS)
+    ms.set_defaults(func=model_server.cmd_model_server)
 
     h = sub.add_parser("serve-hub", help="serve the modules over HTTP the way tfhub.dev did, for hub.KerasLayer(url)")
     h.add_argument("--port", type=int, default=8008)
