@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cam import Explanation, from_feature_map
 from .catalog import ModelSpec
-from .engine import Infer, Runner
+from .engine import FAST, Choice, Infer, Runner
 from .errors import InputError
 from .inputs import RANGE_TOLERANCE, check_images
 from .labels import Prediction, decode_predictions
@@ -18,6 +19,9 @@ from .metadata import read_metadata, spec_of
 from .nets import fits, head_variables, min_image_size
 from .source import Source, resolve_source
 from .weights import Weights
+
+if TYPE_CHECKING:
+    from .cam import Explanation
 
 #: Images are run in chunks of this many so memory stays bounded for large arrays.
 DEFAULT_BATCH_SIZE = 32
@@ -32,7 +36,9 @@ class Module:
     Call it on float32 RGB images `[N, H, W, 3]` in [0, 1] (numpy or tf.Tensor); it returns
     logits `[N, 1001]` (class 0 is "background"), logits over a fine-tuned model's own classes, or
     feature vectors `[N, 1024 | 1536]`. `feature_vector()` gives the pooled features of the same
-    network; `net` is the underlying `tf.Module` on the tf backend (None on the engines)."""
+    network; `net` is the underlying `tf.Module` on the tf backend (None on the engines).
+    `backend` and `precision` say what runs it; `choice`, where they were chosen for it, why
+    (measured rates or the card's order, and for precision "fast" the agreement with fp32)."""
 
     def __init__(
         self,
@@ -47,11 +53,15 @@ class Module:
         source: Source | None = None,
         net: Any = None,
         maps: Callable[[], Infer] | None = None,
-        head: tuple[np.ndarray, np.ndarray] | None = None,
+        head: tuple[np.ndarray, np.ndarray] | Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
         identity: str | None = None,
+        precision: str = "fp32",
+        choice: Choice | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
+        self.precision = precision
+        self.choice = choice
         self.net = net
         self._infer = infer
         self._labels = labels
@@ -69,8 +79,9 @@ class Module:
         cls,
         source: Source,
         runner: Runner,
-        head: tuple[np.ndarray, np.ndarray] | None = None,
+        head: tuple[np.ndarray, np.ndarray] | Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
         identity: str | None = None,
+        choice: Choice | None = None,
     ) -> Module:
         return cls(
             source.spec,
@@ -85,6 +96,8 @@ class Module:
             maps=runner.maps,
             head=head,
             identity=identity,
+            precision=source.precision,
+            choice=choice,
         )
 
     @property
@@ -139,6 +152,8 @@ class Module:
                 net=self.net,
                 source=self._source,  # the same weights: the same identity, found when asked
                 identity=self._identity,
+                precision=self.precision,
+                choice=self.choice,
             )
         if self._source is None:
             raise InputError(f"{self.handle} has no feature-vector output")
@@ -153,18 +168,23 @@ class Module:
         return self._maps_run
 
     def head(self) -> tuple[np.ndarray, np.ndarray]:
-        """The classification head's weights [C, 1001] and biases [1001]."""
+        """The classification head's weights [C, 1001] and biases [1001] (read from the weights
+        on first use, where the engine model ran without them)."""
         if self._maps is None or self._head is None:
             raise InputError(
                 f"{self.handle} has no class activation maps: they need an ImageNet classification "
                 "handle loaded from its checkpoint (not a feature vector or an exported file)"
             )
+        if callable(self._head):
+            self._head = self._head()
         return self._head
 
     def explain(self, image: Any, class_index: int | None = None) -> Explanation:
         """Where in one float32 [H, W, 3] image in [0, 1] the network finds class `class_index`
         (default: its top class): Grad-CAM's map at the final end point, computed in closed
         form on any backend (see `inception_hub.cam`), with the top-5 predictions."""
+        from .cam import from_feature_map  # drawing code, for the commands that explain
+
         x = np.asarray(image, np.float32)
         if x.ndim != 3 or x.shape[-1] != 3:
             raise InputError(f"explain takes one image [height, width, 3], got shape {list(x.shape)}")
@@ -207,14 +227,26 @@ def open_source(
 
         return Module.from_runner(source, exported_runner(source.model_file, source.backend, source.precision, threads))
     from .engine import runner as make_runner
+    from .engine import settle
 
-    weights = weights if weights is not None else source.weights(progress=progress)
-    runner = make_runner(source.spec, weights, source.backend, source.precision, threads, source.calibration)
-    head = _head(source.spec.arch, weights) if runner.maps else None
-    return Module.from_runner(source, runner, head, identity=weights.digest)
+    weights = weights if weights is not None else source.lazy_weights(progress=progress)
+
+    def build(spec, backend: str, precision: str) -> Runner:
+        return make_runner(spec, weights, backend, precision, threads, source.calibration)
+
+    runner, choice = None, None
+    if source.request is not None:  # the backend or the precision is ours to choose: by measurement
+        choice, runner = settle(source.spec, weights, *source.request, build, calibration=source.calibration)
+        source = replace(source, backend=choice.backend, precision=choice.precision)
+        if source.request[0] == FAST:
+            print(choice.summary(), file=sys.stderr)
+    if runner is None:
+        runner = build(source.spec, source.backend, source.precision)
+    head = (lambda: _head(source.spec.arch, weights)) if runner.maps else None
+    return Module.from_runner(source, runner, head, identity=weights.digest, choice=choice)
 
 
-def _head(arch: str, weights: Weights) -> tuple[np.ndarray, np.ndarray]:
+def _head(arch: str, weights: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The classification head as a [C, classes] matrix and its biases, for class activation maps."""
     w, b = (np.asarray(weights[name], np.float32) for name in head_variables(arch))
     return w.reshape(-1, b.shape[-1]), b
@@ -238,9 +270,11 @@ def load(
     `kind="feature_vector"` gives the feature-vector variant of a classification handle.
 
     `backend`: "tf", "onnxruntime" or "openvino"; the default is the fastest exact (fp32) one
-    installed. `precision="bf16"` (OpenVINO only) and `precision="int8"` (either engine) are
-    faster and not exact: see the README. int8 is calibrated once on the photos in `calibration`
-    (default: a bundled set) and cached."""
+    installed, measured on this CPU at first use. `precision="bf16"` (OpenVINO only) and
+    `precision="int8"` (either engine) are faster and not exact: see the README. int8 is
+    calibrated once on the photos in `calibration` (default: a bundled set) and cached.
+    `precision="fast"` picks the fastest of bf16 and int8 that the CPU runs natively, by
+    measurement, and prints its top-1 agreement with fp32 (also in `module.choice`)."""
     source = resolve_source(
         handle, checkpoint, kind=kind, backend=backend, precision=precision, calibration=calibration
     )

@@ -34,7 +34,38 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     print("\nShort names: inception_v1, inception_resnet_v2 (classification/5), and <name>/feature_vector.")
     print("INPUT '+' = any size accepted. Weights cache: " + str(folder("weights")))
+    print_engines()
     return 0
+
+
+def print_engines() -> None:
+    """What each network runs on here per precision, and why: measured rates or the card's order."""
+    from ..cpu import cpu
+    from ..engine import FAST, PRECISIONS, plan
+    from ..engine.choice import recorded_agreement
+    from ..engine.records import known_digest
+    from ..errors import InputError
+
+    refused = {"bf16": "not offered: this CPU has no bf16 instructions", FAST: "not offered: no VNNI or bf16 here"}
+    rows = [("NETWORK", "PRECISION", "ENGINE", "WHY")]
+    for arch in dict.fromkeys(s.arch for s in all_specs()):
+        for precision in (*PRECISIONS, FAST):
+            try:
+                choice = plan(arch, precision)
+            except InputError as e:
+                rows.append((arch, precision, "-", refused.get(precision, str(e))))
+                continue
+            engine = choice.backend + (f" {choice.precision}" if precision == FAST else "")
+            why = choice.why()
+            if precision == FAST and (digest := known_digest(arch, None)):
+                agreed = recorded_agreement(choice, arch, digest)
+                if agreed.agreement is not None:
+                    why += f"; top-1 agreement with fp32 {agreed.agreement:.0%} ({agreed.photos} photos)"
+            rows.append((arch, precision, engine, why))
+    print(f"\nEngines on this CPU: {cpu().describe()}")
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

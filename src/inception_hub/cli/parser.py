@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from .._version import __version__
-from ..engine import BACKENDS, PRECISIONS
+from ..engine import BACKENDS, FAST, PRECISIONS
 from ..metadata import FORMATS
 from ..outputs import CLASSIFY_FORMATS
 from .common import PROG
@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     _progress_arg(ex)
     ex.set_defaults(func=images.cmd_explain)
 
-    m = sub.add_parser("models", help="list the model handles and whether their weights are cached")
+    m = sub.add_parser(
+        "models", help="list the model handles, whether their weights are cached, and the engine each runs on here"
+    )
     m.set_defaults(func=models.cmd_models)
 
     x = sub.add_parser("export", help="write a handle as a TF-Hub module, or as ONNX, OpenVINO IR or TFLite")
@@ -295,14 +297,19 @@ def _progress_arg(sp: argparse.ArgumentParser) -> None:
 
 def _backend_args(sp: argparse.ArgumentParser, precision: bool = True) -> None:
     sp.add_argument(
-        "--backend", choices=BACKENDS, default=None, help="inference engine (default: the fastest exact one installed)"
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="inference engine (default: the fastest exact one installed, measured on this CPU at first use; "
+        "see `inception-hub models`)",
     )
     if precision:
         sp.add_argument(
             "--precision",
-            choices=PRECISIONS,
+            choices=(*PRECISIONS, FAST),
             default="fp32",
-            help="bf16 (OpenVINO) or int8 (either engine): faster, not exact (see README)",
+            help="bf16 (OpenVINO) or int8 (either engine): faster, not exact (see README); fast: the faster of "
+            "the two that this CPU runs natively, with its measured agreement with fp32",
         )
         sp.add_argument(
             "--calibration",

@@ -2,9 +2,11 @@
 Runtime or OpenVINO.
 
 The converted model is cached under `$INCEPTION_HUB_CACHE/engines/`, keyed by the digest of the
-weights it came from and written atomically. fp32 on either engine matches the TF-Slim reference
-within 1e-4. OpenVINO's bf16 mode is opt-in (`precision="bf16"`): faster, not exact. So is int8
-(`precision="int8"`, see `quantize`), on either engine.
+weights it came from and written atomically; beside it, ONNX Runtime's optimised graph of it, per
+CPU class and ONNX Runtime version, so that a session starts without optimising again. fp32 on
+either engine matches the TF-Slim reference within 1e-4. OpenVINO's bf16 mode is opt-in
+(`precision="bf16"`): faster, not exact. So is int8 (`precision="int8"`, see `quantize`), on
+either engine.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_file
+from ..atomic import atomic_file, umask
 from ..catalog import ModelSpec
 from ..cpu import cpu
 from ..nets.layers import FEATURE_MAP, FEATURES, LOGITS
 from ..weights import Weights, folder, record_checkpoint
 from .base import Infer, Runner, require_precision
 from .quantize import Recipe, recipe_for
+from .records import remember
 
 #: Bump when the generated graph changes, so cached models are rebuilt.
 GRAPH_VERSION = 3
@@ -36,6 +39,7 @@ def onnx_path(spec: ModelSpec, weights: Weights) -> Path:
     written (read-only, full), the model goes to a temporary file that lives with the process."""
     path = folder("engines") / spec.arch / f"{spec.kind}-{weights.digest[:16]}-g{GRAPH_VERSION}.onnx"
     if path.is_file():
+        remember(spec.arch, weights.digest, weights.checkpoint)
         return path
     from ..nets.onnx_builder import build_onnx
 
@@ -65,6 +69,7 @@ def _store(path: Path, model: bytes, weights: Weights) -> Path:
             f.write(model)
         if weights.checkpoint is not None:
             record_checkpoint(weights.digest, weights.checkpoint)
+            remember(path.parent.name, weights.digest, weights.checkpoint)  # <arch>/<model>
         return path
     except OSError as e:
         note = f"cannot cache the engine model in {path.parent} ({e.strerror or e}); using a temporary copy"
@@ -81,20 +86,59 @@ def default_threads() -> int:
     return cpu().cores
 
 
+def optimized_path(path: Path, version: str) -> Path:
+    """Where ONNX Runtime's optimised graph of `path` is cached (beside it, as OpenVINO's compiled
+    models are): its layout-dependent rewrites are for one CPU class and ONNX Runtime version."""
+    return path.parent / "onnxruntime_cache" / f"{path.stem}-ort{version}-{cpu().isa}.onnx"
+
+
 def onnxruntime_runner(path: Path, precision: str, threads: int, spinning: bool = True) -> Runner:
     del precision  # the model is fp32 or int8 (QDQ) already; choose_backend refuses bf16
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    def options(level) -> ort.SessionOptions:
+        o = ort.SessionOptions()
+        o.intra_op_num_threads = threads
+        o.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        o.graph_optimization_level = level
+        return o
+
+    session = _cached_session(ort, path, options)
 
     def output(name: str) -> Infer:
         return lambda x: session.run([name], {"images": np.ascontiguousarray(x, np.float32)})[0]
 
     return _runner([o.name for o in session.get_outputs()], output, "onnxruntime")
+
+
+def _cached_session(ort, path: Path, options):
+    """A session on the cached optimised graph, which loads without optimising; else one that
+    optimises `path` and, where the cache is writable, saves the graph for the next start."""
+    providers = ["CPUExecutionProvider"]
+    optimized = optimized_path(path, ort.__version__)
+    if optimized.is_file():
+        try:
+            return ort.InferenceSession(str(optimized), options(ort.GraphOptimizationLevel.ORT_DISABLE_ALL), providers)
+        except Exception:  # noqa: BLE001 - unreadable: optimise the model again and replace it
+            optimized.unlink(missing_ok=True)
+    o = options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    staged = None
+    if folder("engines") in path.parents and os.access(path.parent, os.W_OK):  # never beside an export
+        # Staged as a hidden .tmp file (what a killed run leaves is cleaned) and renamed once whole.
+        optimized.parent.mkdir(exist_ok=True)
+        fd, staged = tempfile.mkstemp(prefix=f".{optimized.name}.", suffix=".tmp", dir=optimized.parent)
+        os.fchmod(fd, 0o666 & ~umask())  # readable by the cache's other users, as atomic_file makes files
+        os.close(fd)
+        o.optimized_model_filepath = staged
+        o.log_severity_level = 3  # no warning that the graph suits this CPU only: its name says which CPU
+    try:
+        session = ort.InferenceSession(str(path), o, providers)
+        if staged is not None and os.path.getsize(staged):
+            os.replace(staged, optimized)
+    finally:
+        if staged is not None:
+            Path(staged).unlink(missing_ok=True)
+    return session
 
 
 def openvino_compile_config(precision: str) -> dict[str, str]:
