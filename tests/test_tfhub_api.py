@@ -99,6 +99,7 @@ def test_the_network_guard_refuses_requests_and_offline_weights_are_refused_with
 # KerasLayer ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # builds and runs the network
 def test_the_classification_5_page_runs_in_tf_keras_sequential(v1):
     import tensorflow as tf
 
@@ -119,6 +120,7 @@ def test_the_classification_5_page_runs_in_tf_keras_sequential(v1):
     np.testing.assert_allclose(m(images, training=True), ref["logits"][:4], atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow  # builds and runs the network
 def test_signatures_give_the_outputs_the_published_modules_signatures_did(v1):
     ref, images = v1
     features = hub.KerasLayer(V1_C5, signature="image_feature_vector")(images)
@@ -132,6 +134,8 @@ def test_signatures_give_the_outputs_the_published_modules_signatures_did(v1):
     mixed = hub.KerasLayer(V1_C1, output_key="InceptionV1/Mixed_5c")(images)
     np.testing.assert_allclose(npy(mixed).mean(axis=(1, 2)), ref["endpoint_mean/Mixed_5c"][:4], atol=1e-4, rtol=0)
     assert hub.KerasLayer(V1_C5, output_shape=[1001]).compute_output_shape((None, 224, 224, 3)) == (None, 1001)
+    with pytest.raises(ValueError, match="is not this module's output shape"):
+        hub.KerasLayer(V1_C5, output_shape=[1000])
 
 
 @pytest.mark.parametrize(
@@ -143,17 +147,18 @@ def test_signatures_give_the_outputs_the_published_modules_signatures_did(v1):
         (V1_C4, {"signature_outputs_as_dict": True}, "signature_outputs_as_dict has no meaning"),
         (V1_C5, {"output_key": "logits", "signature_outputs_as_dict": True}, "not both"),
         (V1_C5, {"arguments": {"batch_norm_decay": 0.9}}, r"arguments \['batch_norm_decay'\] have no meaning"),
-        (V1_C5, {"output_shape": [1000]}, "is not this module's output shape"),
         (V1_C5, {"tags": {"train"}}, "train it with trainable=True"),
         (V1_C5, {"batch_size": 4}, "Unrecognized keyword arguments"),
         ("google/imagenet/inception_v1/classification/7", {}, "unknown model handle"),
     ],
 )
-def test_arguments_without_meaning_are_refused_by_name(v1, handle, kwargs, message):
+def test_arguments_without_meaning_are_refused_by_name(handle, kwargs, message):
+    # Refused before any weights are read: none are cached here.
     with pytest.raises(ValueError, match=message):
         hub.KerasLayer(handle, **kwargs)
 
 
+@pytest.mark.slow  # builds the network
 def test_version_1_takes_its_one_size(v1):
     import keras
 
@@ -163,6 +168,7 @@ def test_version_1_takes_its_one_size(v1):
         keras.Sequential([keras.Input((299, 299, 3)), hub.KerasLayer(V1_C1)])
 
 
+@pytest.mark.slow  # builds, saves and reloads the network
 def test_keras_sequential_functional_models_and_save_and_reload(v1, tmp_path):
     import keras
 
@@ -267,6 +273,7 @@ def test_tf2_image_retraining_cells_as_written(checkpoints):
 # The rest of the API -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # builds the network
 def test_image_helpers_take_layers_handles_and_modules(v1):
     assert hub.get_expected_image_size(hub.KerasLayer(V1_F5)) == [224, 224]
     assert hub.get_expected_image_size("https://tfhub.dev/google/imagenet/inception_resnet_v2/classification/1") == [
