@@ -29,7 +29,7 @@ from .._version import __version__
 from ..catalog import ModelSpec
 from ..metadata import FORMAT_RECORDS
 from .job import Job
-from .tflite_metadata import ImageModel, Labels, populate
+from .tflite_metadata import ImageModel, Labels, populate, tflite_schema
 
 MOBILE_FILE = "mobile.tflite"
 #: The mobile file's input: the module's [0, 1] contract is (pixel - 0) / 255.
@@ -124,7 +124,9 @@ def _tf_convert(job: Job, net, fn) -> bytes:
 
 
 def _litert_convert(job: Job) -> bytes | None:
-    """The fixed-size mobile model through LiteRT's converter, or None where it is not installed.
+    """The fixed-size mobile model through LiteRT's converter, or None where it is not installed
+    or gives more than one subgraph (which MediaPipe refuses: litert-converter 0.5 keeps the
+    count-excluding average pools of Inception-ResNet-V2 as reduce_window with a body subgraph).
     XLA compiles the network, its weights as constants, to StableHLO; the converter lowers that
     to TFLite operators."""
     if importlib.util.find_spec("litert_converter") is None:
@@ -155,13 +157,14 @@ def _litert_convert(job: Job) -> bytes | None:
         config.model_origin_framework = "JAX"  # StableHLO without TF ops: the StableHLO path
         converter_api_ext.run_convert_to_tfl_passes(module, passmanager.PassManager(), config)
         converter_api_ext.set_signature(module.operation, "serving_default", ["images"], [_mobile_output(spec)])
-        return bytes(converter_api_ext.export_flatbuffer_to_bytes(module.operation))
+        model = bytes(converter_api_ext.export_flatbuffer_to_bytes(module.operation))
+    return model if tflite_schema().Model.GetRootAs(model, 0).SubgraphsLength() == 1 else None
 
 
 def _representative(spec: ModelSpec, calibration: str | None):
-    from ..engine.quantize import Calibration, calibration_files
+    from ..engine import quantize
 
-    data = Calibration(calibration_files(calibration), spec.image_size)
+    data = quantize.Calibration(quantize.calibration_files(calibration), spec.image_size, count=quantize.COUNT)
 
     def inputs():
         for i in range(len(data)):

@@ -127,7 +127,7 @@ def metadata_buffer(model: ImageModel) -> bytes:
 def populate(model_bytes: bytes, model: ImageModel) -> bytes:
     """`model_bytes` (a TFLite flatbuffer) carrying the metadata of `model` and its labels file.
     Metadata the model already carries is replaced."""
-    schema = _schema()
+    schema = tflite_schema()
     tflite = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     entries = [m for m in (tflite.metadata or []) if m.name.decode() != METADATA_NAME]
     buffer = schema.BufferT()
@@ -155,7 +155,7 @@ def _append_zip(model_bytes: bytes, files: Mapping[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def _schema():
+def tflite_schema():
     """The TFLite model schema's generated classes: LiteRT's, else TensorFlow's own copy."""
     try:
         from ai_edge_litert import schema_py_generated
