@@ -108,11 +108,16 @@ def test_every_published_spelling_gets_the_same_module(hub_url, path):
     assert status == 200 and ctype == "application/gzip" and body == canonical[2]
 
 
-def test_kaggle_tensorflow1_paths_are_the_tf1_modules_and_tfjs_is_404_with_what_exists(hub_url):
+def test_kaggle_tensorflow1_paths_are_the_tf1_modules_and_tfjs_paths_the_tfjs_models(hub_url):
     status, _, body = get(f"{hub_url}/models/google/inception-v1/TensorFlow1/classification/2")
     assert status == 200 and b"<h1>google/imagenet/inception_v1/classification/3</h1>" in body
+    # A TF.js handle's page names the TF.js model and links the module it is made from.
     status, _, body = get(f"{hub_url}/google/tfjs-model/imagenet/inception_v1/classification/3/default/1")
-    assert status == 404 and b"TF.js model" in body and b"google/imagenet/inception_v1/classification/5" in body
+    assert (
+        status == 200
+        and b"TF.js graph model" in body
+        and b'href="/google/imagenet/inception_v1/classification/3"' in body
+    )
 
 
 def test_model_page_and_index(hub_url):
