@@ -428,3 +428,15 @@ def test_embed_explain_and_finetune_never_write_over_what_is_not_theirs(photos, 
             assert run(capsys, "embed", photo, "-o", str(tmp_path / f"features{suffix}"), *ckpt)[0] == 0
     for _ in range(2):
         assert run(capsys, "explain", photo, "-o", str(tmp_path / "maps"), *ckpt)[0] == 0
+
+
+def test_export_takes_every_precision_a_format_has_and_refuses_the_others_by_format(tmp_path, capsys):
+    """fp16 is a TF.js export's weight precision: the command line used to refuse it outright."""
+    from inception_hub.cli.parser import build_parser
+
+    args = build_parser().parse_args(
+        ["export", "inception_v1", str(tmp_path / "x"), "--format", "tfjs", "--precision", "fp16"]
+    )
+    assert (args.format, args.precision) == ("tfjs", "fp16")
+    assert main(["export", "inception_v1", str(tmp_path / "y"), "--format", "onnx", "--precision", "fp16"]) == 2
+    assert "onnx exports in fp32 or int8, not fp16" in capsys.readouterr().err and not (tmp_path / "y").exists()

@@ -59,6 +59,8 @@ FORMAT_RECORDS: dict[str, Format] = {
     )
 }
 FORMATS = tuple(FORMAT_RECORDS)
+#: Every precision some format is exported in (each format's own are in its record).
+EXPORT_PRECISIONS = tuple(dict.fromkeys(p for f in FORMAT_RECORDS.values() for p in f.precisions))
 #: The model file of each format that is not a SavedModel (a view of FORMAT_RECORDS).
 MODEL_FILES = {f.name: f.model_file for f in FORMAT_RECORDS.values() if f.model_file}
 

@@ -8,7 +8,7 @@ import argparse
 
 from .._version import __version__
 from ..engine import BACKENDS, FAST, PRECISIONS
-from ..metadata import FORMATS
+from ..metadata import EXPORT_PRECISIONS, FORMATS
 from ..outputs import CLASSIFY_FORMATS
 from .common import PROG
 
@@ -94,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     x.add_argument(
         "--precision",
-        choices=PRECISIONS,
+        choices=EXPORT_PRECISIONS,
         default="fp32",
-        help="int8 (onnx, openvino, tflite): calibrated, smaller and faster, not exact; bf16: openvino",
+        help="int8 (onnx, openvino, tflite, triton): calibrated, smaller and faster, not exact; bf16: openvino; "
+        "int8 or fp16 (tfjs): quantized weights",
     )
     x.add_argument("--calibration", metavar="DIR", help="photos to calibrate int8 on (default: a bundled set)")
     _checkpoint_arg(x)
