@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import inception_hub
+from conftest import IMAGES
 from inception_hub.cli import main
 from inception_hub.cpu import parse_cpuinfo
 from inception_hub.engine import FAST, candidates, choice, choose, plan
@@ -140,3 +141,26 @@ def test_fast_runs_the_fastest_native_precision_and_says_how_close_it_is(engines
     assert again.choice.agreement == agreement and len(calls) == 1
     logits = again(np.random.default_rng(0).random((2, 224, 224, 3), dtype=np.float32))
     assert logits.shape == (2, 1001)
+
+
+def test_decoding_runs_beside_the_engine_at_a_lower_priority(monkeypatch, clf):
+    """The engine has every core; the decoding threads (one per core, at most 8) yield to it."""
+    import os
+    import threading
+
+    from inception_hub import pipeline
+    from inception_hub.images import load_image
+
+    assert [parse_cpuinfo("", n).decode_threads for n in (1, 2, 16, 64)] == [1, 2, 8, 8]
+    seen = {}
+
+    def decode(path, size, **kwargs):
+        seen[threading.current_thread().name] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return load_image(path, size)
+
+    monkeypatch.setattr(pipeline, "decode", decode)
+    photos = [str(p) for p in sorted(IMAGES.glob("imagenet-sample/*.JPEG"))[:4]]
+    assert len(list(pipeline.run(clf, photos, batch_size=2))) == 4
+    main_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen and all(v == min(19, main_priority + pipeline.DECODE_NICENESS) for v in seen.values()), seen
+    assert all(name.startswith("decode") for name in seen)

@@ -55,6 +55,13 @@ class CpuInfo:
             return "avx512" + ("-vnni" if self.vnni else "") + ("-bf16" if self.bf16 else "")
         return "avx2" + ("-vnni" if self.vnni else "") if self.has("avx2") else "baseline"
 
+    @property
+    def decode_threads(self) -> int:
+        """Image-decoding threads to run beside an engine that uses every core: one per core, at
+        most eight. They run at a lower priority than the engine (`pipeline`), so they take the
+        cores only while the engine leaves them idle, as at the start of a run."""
+        return max(1, min(8, self.cores))
+
     def describe(self) -> str:
         """One line for reports and benchmarks: the model, the capabilities and the cores."""
         caps = [c.upper().replace("AVX512", "AVX-512") for c in _CAPABILITIES if self.has(c)]

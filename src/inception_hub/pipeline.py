@@ -1,14 +1,20 @@
 """Files in, model outputs out: find images, decode them in parallel, batch, run the module.
 
 Decoding runs in a thread pool a bounded number of images ahead of the model, so it overlaps
-inference (both release the GIL) and memory stays bounded however many files there are. An
-unreadable file becomes a result with an error; the run goes on.
+inference (both release the GIL) and memory stays bounded however many files there are. The
+engine has every core; the decoding threads are fewer (`CpuInfo.decode_threads`) and run at a
+lower priority, so a decode fills the moments the engine leaves a core idle instead of holding
+up one of its threads mid-operation (the others then wait for it). An unreadable file becomes a
+result with an error; the run goes on.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import sys
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,8 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batch import Decoded, decode, run_batch
+from .cpu import cpu
 from .files import find_images
 from .module import Module
+
+#: How much lower the decoding threads' priority is than the engine's (Linux nice levels).
+DECODE_NICENESS = 10
 
 __all__ = ["Result", "find_images", "run"]
 
@@ -38,15 +48,16 @@ def run(
     batch_size: int = 32,
     workers: int | None = None,
 ) -> Iterator[Result]:
-    """Yield one Result per path, in input order, preprocessed as the module's card says."""
+    """Yield one Result per path, in input order, preprocessed as the module's card says.
+    `workers`: decoding threads (default: as many as the CPU needs beside the engine)."""
     size, crop = module.expected_image_size, module.spec.card.central_fraction
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or cpu().decode_threads
     ahead = 2 * batch_size  # decoded images waiting for the model, at most
 
     def one(path: str) -> Decoded:
         return decode(path, size, central_fraction=crop)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode", initializer=background) as pool:
         pending: collections.deque[tuple[str, Future]] = collections.deque()
         batch: list[tuple[str, np.ndarray]] = []
         it = iter(paths)
@@ -72,6 +83,15 @@ def run(
                 yield from _flush(module, batch)
                 batch = []
         yield from _flush(module, batch)
+
+
+def background() -> None:
+    """Lower the calling thread's priority by DECODE_NICENESS (Linux only: elsewhere the call
+    would lower the whole process, engine included)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + DECODE_NICENESS)
 
 
 def _flush(module: Module, batch: list[tuple[str, np.ndarray]]) -> Iterator[Result]:
