@@ -119,12 +119,28 @@ def cpu_count() -> int:
 
 
 def machine_info(distributions: Iterable[str] = ()) -> dict:
-    """CPU, CPU count, Python and the installed versions of `distributions`, recorded beside the results."""
+    """CPU (its model, capabilities and class as inception_hub.cpu sees them), CPU count, Python and
+    the installed versions of `distributions`, recorded beside the results."""
+    from inception_hub.cpu import cpu
+
     versions = {}
     for dist in distributions:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
-    return {"cpu": cpu_name(), "cpus": cpu_count(), "python": platform.python_version(), "versions": versions}
+    here = cpu()
+    return {
+        "cpu": cpu_name(),
+        "cpus": cpu_count(),
+        "cpu_describe": here.describe(),
+        "isa": here.isa,
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def describe_cpu(machine: dict) -> str:
+    """The CPU line of a results dict: `cpu().describe()` where recorded, else the model and count."""
+    return machine.get("cpu_describe") or f"{machine['cpu']} ({machine['cpus']} CPUs; capabilities not recorded)"
 
 
 # ----------------------------------------------------------------------------------------------- results

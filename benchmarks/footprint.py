@@ -14,6 +14,7 @@ and how far int8 moves the answers. Used by throughput.py (through measure.py an
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -89,20 +90,31 @@ print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).
 """
 
 
+def _startup_env() -> dict[str, str]:
+    """The environment a start-up is timed in: Python's bytecode cache on (as after `pip install`,
+    which compiles it), kept in benchmarks/.cache rather than beside the sources."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": str(ROOT / "benchmarks" / ".cache" / "pycache")}
+
+
 def _run_measured(cmd: list[str]) -> tuple[float, float, int, str]:
     """Wall seconds and peak RSS (MiB) of `cmd` in a fresh process, its exit status and stderr."""
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True, check=True, env=_startup_env()
+    )
     seconds, rss, code = proc.stdout.split()
     return float(seconds), float(rss), int(code), proc.stderr
 
 
 def measure_startup(image: str, checkpoint: Path | None, repeat: int, variants: list[tuple[str, str]]) -> list[dict]:
-    """Cold `inception-hub classify IMAGE` per (backend, precision): best wall time and its peak RSS."""
+    """Cold `inception-hub classify IMAGE` per (backend, precision): best wall time and its peak RSS.
+    Backend "default" leaves the choice to inception-hub (measured at its first use)."""
     exe = shutil.which("inception-hub", path=str(Path(sys.executable).parent)) or shutil.which("inception-hub")
     base = [exe] if exe else [sys.executable, "-m", "inception_hub.cli"]
     rows = []
     for backend, precision in variants:
-        cmd = [*base, "classify", image, "--model", "inception_v1", "--backend", backend, "--precision", precision]
+        chosen = [] if backend == "default" else ["--backend", backend]
+        cmd = [*base, "classify", image, "--model", "inception_v1", *chosen, "--precision", precision]
         cmd += ["--no-progress", "-k", "5"] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
         runs, error = [], None
         for _ in range(repeat + 1):  # the first run fills the caches and is not counted

@@ -21,6 +21,8 @@ import numpy as np
 from common import SIZES, Skip, load_module, log
 from engines import Engine, engine_builders
 
+from inception_hub.cpu import cpu
+
 #: FLOPs per image at the default size, a multiply-add counted as 2.
 FLOPS = {"inception_v1": 3.0e9, "inception_resnet_v2": 26.3e9}
 NOMINAL_PEAK_GFLOPS = 467.0  # the figure given for this machine; the measured one is used for fractions
@@ -118,7 +120,8 @@ def benchmark_model(arch: str, checkpoint: Path | None, paths: list[str], args: 
     from inception_hub.images import load_image
 
     size = SIZES[arch]
-    log(f"== {arch} at {size}x{size}, {len(paths)} images")
+    log(f"== {arch} at {size}x{size}, {len(paths)} images, on {cpu().describe()}")
+    choices = measure_choices(arch, checkpoint) if "project" not in args.skip else {}
     first = [load_image(p, (size, size)) for p in paths[:32]]
     images = np.stack([first[i % len(first)] for i in range(32)])  # fewer than 32 images: repeat them
     engines, skipped = [], {}
@@ -131,11 +134,50 @@ def benchmark_model(arch: str, checkpoint: Path | None, paths: list[str], args: 
         except Exception as e:  # a long run should not die on one engine: record what went wrong
             skipped[label] = f"failed: {type(e).__name__}: {e}"
             log(f"  {label}: failed: {type(e).__name__}: {e}")
+    mark_choices(engines, choices)
     add_ratios(engines, FLOPS[arch], args.peak_gflops, arch)
     out = {"image_size": size, "flops_per_image": FLOPS[arch], "engines": engines, "skipped": skipped}
+    out["choices"] = choices
     if any("int8" in e["name"] for e in engines):
         out["int8_agreement"] = int8_agreement(arch, checkpoint, paths)
     return out
+
+
+def measure_choices(arch: str, checkpoint: Path | None) -> dict:
+    """What inception-hub runs by default (fp32) and for precision "fast" on this CPU, and why: the
+    choice measured at first use (here, unless this cache has measured it already) or the card's."""
+    from inception_hub.errors import InputError
+
+    out = {}
+    for precision in ("fp32", "fast"):
+        try:
+            choice = load_module(arch, checkpoint, None, precision).choice
+        except InputError as e:  # fast on a CPU without VNNI or bf16
+            out[precision] = {"error": str(e)}
+            log(f"  {precision}: {e}")
+            continue
+        out[precision] = {
+            "backend": choice.backend,
+            "precision": choice.precision,
+            "how": choice.how,
+            "why": choice.why(),
+            "rates": choice.rates,
+            "agreement": choice.agreement,
+            "photos": choice.photos,
+        }
+        log(f"  chosen for {precision}: {choice.backend} {choice.precision} ({choice.why()})")
+    return out
+
+
+def mark_choices(engines: list[dict], choices: dict) -> None:
+    """Name the rows inception-hub picks: "(default)" for fp32, "(fast)" for precision fast."""
+    for label, key in (("default", "fp32"), ("fast", "fast")):
+        c = choices.get(key) or {}
+        name = f"inception-hub {c.get('backend')} {c.get('precision')}"
+        for e in engines:
+            if e["name"] == name:
+                e["name"] += f" ({label})"
+                e["chosen"] = e.get("chosen", []) + [label]
 
 
 def int8_agreement(arch: str, checkpoint: Path | None, paths: list[str]) -> dict:

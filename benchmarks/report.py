@@ -1,5 +1,6 @@
 """The report of throughput.py: Markdown tables of a results dict (as written to
-results/throughput.json) and the PNG plot of end-to-end and batch-32 images/s per engine.
+results/throughput-<CPU class>.json), the README's tables (one per CPU kind measured), and the
+PNG plot of end-to-end and batch-32 images/s per engine.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from common import log
+from common import describe_cpu, log
 
 
 def fmt(value: float | None, spec: str = ".1f") -> str:
@@ -16,8 +17,9 @@ def fmt(value: float | None, spec: str = ".1f") -> str:
 
 def markdown(results: dict) -> str:
     peak = results["peak"]
+    cpu = describe_cpu(results["machine"])
     lines = [
-        f"Images/s on {results['machine']['cpu']} ({results['machine']['cpus']} CPUs), "
+        f"Images/s on {cpu}, "
         f"{results['config']['images']} images; best of {results['config']['repeat']} (model-only) / "
         f"{results['config']['e2e_repeat']} (end-to-end). Peak = the best float32 kernel measured "
         f"({peak['best_kernel']}, {peak['measured_gflops']:.0f} GFLOP/s; numpy's matmul "
@@ -41,12 +43,13 @@ def markdown(results: dict) -> str:
                 f"| {fmt(b32['vs_best_peer'], '.2f')} | {fmt(pct(b32['fraction_of_peak']))} |"
             )
         lines += [f"| {arch} | {name}: skipped ({why}) |" + " |" * 12 for name, why in model["skipped"].items()]
+    lines += choice_lines(results)
     agreements = [(arch, m["int8_agreement"]) for arch, m in results["models"].items() if "int8_agreement" in m]
     if agreements:
         lines += [
             "",
-            f"int8 against fp32 on the same engine, {results['config']['weights']} weights (synthetic weights give "
-            "flat logits, so these are lower bounds of what the official weights give)",
+            f"int8 against fp32 on the same engine on {cpu}, {results['config']['weights']} weights (synthetic "
+            "weights give flat logits, so these are lower bounds of what the official weights give)",
             "",
             "| model | engine | images | top-1 agreement | int8 top-1 in fp32 top-5 | max abs logit diff |",
             "|---|---|--:|--:|--:|--:|",
@@ -60,7 +63,7 @@ def markdown(results: dict) -> str:
     for size, block in results.get("decoders", {}).items():
         lines += [
             "",
-            f"Decoding + central crop + resize to {size}x{size}, one core (images/s), error vs the exact "
+            f"Decoding + central crop + resize to {size}x{size}, one core of {cpu} (images/s), error vs the exact "
             "preprocessing"
             + (
                 f" (top-1 agreement: inception_v1 on {block['agreement_backend']}, {results['config']['weights']} "
@@ -79,7 +82,11 @@ def markdown(results: dict) -> str:
             )
         lines += [f"| {name}: skipped ({why}) | | | | |" for name, why in block["skipped"].items()]
     if results.get("startup"):
-        lines += ["", "Start-up: `inception-hub classify` one image, fresh process, caches warm (inception_v1)", ""]
+        lines += [
+            "",
+            f"Start-up: `inception-hub classify` one image, fresh process, caches warm (inception_v1), on {cpu}",
+            "",
+        ]
         lines += ["| backend | precision | seconds | peak RSS MiB |", "|---|---|--:|--:|"]
         lines += [
             f"| {r['backend']} | {r['precision']} | "
@@ -92,6 +99,58 @@ def markdown(results: dict) -> str:
         lines += ["", f"Install: `pip install inception-hub` (the core) adds {i['site_packages_mb']:.0f} MB of "
                   f"site-packages to a fresh venv; largest (MB): {largest}."]  # fmt: skip
     return "\n".join(lines)
+
+
+def choice_lines(results: dict) -> list[str]:
+    """What inception-hub chose on this CPU: the default fp32 engine and precision fast, and why."""
+    lines = []
+    for arch, model in results["models"].items():
+        for precision, c in (model.get("choices") or {}).items():
+            if "error" in c:
+                lines.append(f"- {arch} {precision}: {c['error']}")
+                continue
+            agreement = (
+                f"; top-1 agreement with fp32 {c['agreement']:.0%} on {c['photos']} crops of the bundled photos"
+                if c.get("agreement") is not None
+                else ""
+            )
+            lines.append(f"- {arch} {precision}: {c['backend']} {c['precision']}, {c['why']}{agreement}")
+    return ["", f"Chosen by inception-hub on {describe_cpu(results['machine'])}:", "", *lines] if lines else []
+
+
+def readme_tables(runs: list[dict]) -> str:
+    """The README's tables: one per CPU kind (one results file each), end to end and batch 32 for
+    every engine, with the ratios and the start-up, each captioned with the CPU it ran on."""
+    out = []
+    for results in sorted(runs, key=lambda r: r["machine"].get("isa", "")):
+        cfg = results["config"]
+        out += [
+            f"#### {describe_cpu(results['machine'])}",
+            "",
+            f"{cfg['images']} photos, {cfg['weights']} weights; best of {cfg['repeat']} (batch 32) and "
+            f"{cfg['e2e_repeat']} (end to end). ×fp32: against inception-hub's default fp32 engine; own b32: "
+            "end to end as a share of the same engine's batch-32 rate.",
+            "",
+            "| model | engine | end-to-end img/s | ×TF-Hub | ×best peer | ×fp32 | % own b32 | b32 img/s | b32 ×fp32 |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        for arch, model in results["models"].items():
+            for e in model["engines"]:
+                e2e, b32 = e["e2e"], e["b32"]
+                out.append(
+                    f"| {arch} | {e['name']} | {e2e['best']:.1f} | {fmt(e2e['vs_tfhub'], '.2f')} "
+                    f"| {fmt(e2e['vs_best_peer'], '.2f')} | {fmt(e2e.get('vs_default_fp32'), '.2f')} "
+                    f"| {fmt(pct(e2e.get('of_own_b32')), '.0f')} | {b32['best']:.1f} "
+                    f"| {fmt(b32.get('vs_default_fp32'), '.2f')} |"
+                )
+        out += choice_lines(results)
+        if results.get("startup"):
+            rows = [
+                f"{r['backend']} {r['precision']} {r['best_s']:.2f} s" for r in results["startup"] if "error" not in r
+            ]
+            out += ["", "Start-up of `inception-hub classify` on one photo, caches warm: " + ", ".join(rows) + "."]
+        out.append("")
+    return "\n".join(out)
 
 
 def pct(fraction: float | None) -> float | None:
@@ -127,7 +186,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xlabel("images / s")
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{results['machine']['cpu']}, {results['machine']['cpus']} CPUs", fontsize=9)
+    fig.suptitle(describe_cpu(results["machine"]), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -10,9 +10,13 @@ Everything runs in one process, one engine at a time, on the first N sorted JPEG
 For each engine: end-to-end images/s (files in, top-5 out) and model-only images/s at batch 1 and 32
 (preprocessed arrays in memory, warmed up, best of --repeat runs). Then single-core decode rates of several
 JPEG decoders with their accuracy cost against the exact TF-Slim preprocessing, a measured float32 matmul
-peak (fractions of it are printed), and the cold start-up time of `inception-hub classify`. Results go to
-JSON, a PNG and a Markdown table. Weights are synthetic checkpoints with the official variable names and
-shapes (speed does not depend on the values) unless --official uses the cached official weights.
+peak (fractions of it are printed), and the cold start-up time of `inception-hub classify`. Before the
+engines it records what inception-hub chooses on this CPU (the default fp32 engine and precision fast, with
+the rates measured at first use). Every figure is printed with the CPU it ran on (`cpu().describe()`).
+Results go to JSON and a PNG per CPU kind (`results/throughput-<CPU class>.json`), a Markdown table, and
+the README's tables, one per CPU kind measured so far (`results/readme_tables.md`). Weights are synthetic
+checkpoints with the official variable names and shapes (speed does not depend on the values) unless
+--official uses the cached official weights.
 
 This file parses the flags and wires the parts, each in its own module beside it: engines.py (the engines
 and peers), measure.py (timing, ratios, peak), decoders.py (the decoder study), startup.py (start-up and
@@ -38,6 +42,7 @@ machine, `--images 300` about 20; the smoke test about 2 minutes once the caches
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -57,7 +62,7 @@ from common import (
 )
 from decoders import benchmark_decoders
 from measure import benchmark_model, measure_peak
-from report import markdown, plot
+from report import markdown, plot, readme_tables
 from startup import measure_lean_install, measure_startup
 
 #: Packages whose versions the results record.
@@ -83,14 +88,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--skip", default="", help="comma-separated sections to leave out: project,tfhub,peers,decoders,startup,install"
     )
-    p.add_argument("--json", type=Path, default=RESULTS / "throughput.json")
-    p.add_argument("--plot", type=Path, default=RESULTS / "throughput.png")
+    p.add_argument("--json", type=Path, default=None, help="default: results/throughput-<CPU class>.json")
+    p.add_argument("--plot", type=Path, default=None, help="default: results/throughput-<CPU class>.png")
+    p.add_argument(
+        "--readme-tables",
+        type=Path,
+        default=RESULTS / "readme_tables.md",
+        help="where the README's tables go: one per CPU kind, from every throughput-*.json beside --json",
+    )
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if unknown := [m for m in args.models if m not in SIZES]:
         p.error(f"unknown model(s) {unknown}; choose from {', '.join(SIZES)}")
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     args.torch_workers = [int(w) for w in args.torch_workers.split(",")]
+    from inception_hub.cpu import cpu
+
+    args.json = args.json or RESULTS / f"throughput-{cpu().isa}.json"  # one file per CPU kind
+    args.plot = args.plot or args.json.with_suffix(".png")
     return args
 
 
@@ -105,6 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     from inception_hub.quiet import import_tensorflow
 
     import_tensorflow()  # first, so that its start-up chatter is silenced
+    from inception_hub.cpu import cpu
+
+    log(f"== on {cpu().describe()}")
     paths = photos(args.image_dir, args.images)
     if not paths:
         raise SystemExit(f"no images in {args.image_dir}")
@@ -140,6 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     log(f"wrote {args.json}")
     plot(results, args.plot)
     print(markdown(results))
+    runs = [json.loads(p.read_text()) for p in sorted(args.json.parent.glob("throughput-*.json"))]
+    args.readme_tables.write_text(readme_tables(runs))
+    log(f"wrote {args.readme_tables}: the README's tables, one per CPU kind ({len(runs)})")
 
 
 if __name__ == "__main__":
