@@ -227,3 +227,11 @@ def test_tfjs_handles_parse_and_python_says_where_they_run():
     with pytest.raises(UnknownHandleError, match="serve-hub serves it") as e:
         resolve(f"https://tfhub.dev/{V1}")
     assert "--format tfjs" in str(e.value)
+
+
+@pytest.mark.slow  # exports
+def test_loading_a_tfjs_folder_in_python_says_where_it_runs(v1_tfjs):
+    """It used to answer "backend tfjs is not installed: pip install 'inception-hub[engine]'"."""
+    with pytest.raises(InputError, match="TF.js graph model: it runs in TF.js") as refused:
+        inception_hub.load(v1_tfjs)
+    assert "pip install" not in str(refused.value)

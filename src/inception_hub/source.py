@@ -189,6 +189,11 @@ def _export_source(path: str, checkpoint, backend: str | None, precision: str) -
             raise InputError(f"{path} is a SavedModel: it runs on the tf backend in fp32")
         return Source(*common, saved_model=str(Path(path).resolve()))
     backends = fmt.backends
+    if backends == ("tfjs",):
+        raise InputError(
+            f"{path} is a TF.js graph model: it runs in TF.js (a browser or Node: tf.loadGraphModel on its "
+            "model.json), not in Python; export another format (onnx, saved_model, ...) for Python"
+        )
     if backend not in (None, *backends):
         raise InputError(f"{path} is a {fmt.name} model: it runs on {' or '.join(backends)}, not {backend}")
     exported = meta.get("precision", "fp32")
