@@ -75,7 +75,10 @@ def candidates(
         if precision == "bf16":
             backend = "openvino"  # the only one: checked below
         else:
-            return [(b, precision) for b in CARDS[arch].engines if b in installed and _runs(b, precision)]
+            # TensorFlow is never chosen unasked: importing it costs seconds and a GB in every process
+            # (the lean commands and the server must not load it); --backend tf still runs on it.
+            lean = [b for b in CARDS[arch].engines if b != "tf"]
+            return [(b, precision) for b in lean if b in installed and _runs(b, precision)]
     _installed(backend)
     if precision == "bf16" and backend != "openvino":
         raise InputError("bf16 runs on the openvino backend only")
