@@ -79,6 +79,19 @@ class Limits:
 BODY_GRACE_S = 5.0
 
 
+def has_bool(items: list) -> bool:
+    """Whether nested JSON lists hold true or false anywhere (numpy would read them as 1 and 0
+    among numbers, so pixels in JSON are refused when they do)."""
+    stack = [items]
+    while stack:
+        x = stack.pop()
+        if type(x) is list:
+            stack.extend(x)
+        elif type(x) is bool:
+            return True
+    return False
+
+
 class Admission:
     """An admitted request: when its answer is due (event-loop time) and how many bytes of it
     the server holds."""

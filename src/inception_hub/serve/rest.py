@@ -23,7 +23,7 @@ import numpy as np
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .core import InvalidArgument, ServingCore, TooLarge
+from .core import InvalidArgument, ServingCore, TooLarge, has_bool
 from .http import CORE, expect_continue, handle, json_object, parsed_body, requested_model
 from .models import LOGITS, ServedModel
 
@@ -240,21 +240,10 @@ def _floats(items: list, bools: bool) -> np.ndarray:
     except (ValueError, TypeError, OverflowError):
         x = np.empty(0, object)
     # numpy reads true/false among numbers as 1/0: images holding any of them are refused too.
-    if x.dtype.kind not in "iuf" or bools and _has_bool(items):
+    if x.dtype.kind not in "iuf" or bools and has_bool(items):
         raise InvalidArgument("images must be equally sized [H][W][3] lists of numbers")
     with np.errstate(over="ignore"):  # out-of-range numbers become inf and are refused as such
         return x.astype(np.float32, copy=False)
-
-
-def _has_bool(items: list) -> bool:
-    stack = [items]
-    while stack:
-        x = stack.pop()
-        if type(x) is list:
-            stack.extend(x)
-        elif type(x) is bool:
-            return True
-    return False
 
 
 async def healthz(request: web.Request) -> web.Response:

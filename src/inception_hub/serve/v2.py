@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from .core import InvalidArgument, NotFound, ServingCore, TooLarge
+from .core import InvalidArgument, NotFound, ServingCore, TooLarge, has_bool
 from .models import LOGITS, ServedModel
 
 INPUT = "images"
@@ -151,7 +151,7 @@ def float_list(data: Any, dims: list[int], bools: bool = True) -> np.ndarray:
     """FP32 values from JSON (flat or nested, row-major) or gRPC's fp32_contents: numbers only
     (`bools`: whether true or false may be among them, which are then looked for)."""
     count = math.prod(dims)
-    if not isinstance(data, list) or bools and _has_bool(data):
+    if not isinstance(data, list) or bools and has_bool(data):
         raise InvalidArgument("FP32 data must be a list of numbers")
     try:
         x = np.asarray(data)
@@ -190,17 +190,6 @@ def encoded_list(data: Any, count: int) -> list[bytes]:
     if not all(isinstance(i, str) for i in items):
         raise InvalidArgument('BYTES data in JSON must be base64 strings or {"b64": "..."} objects')
     return [ServingCore.b64(i) for i in items]
-
-
-def _has_bool(items: list) -> bool:
-    stack = [items]
-    while stack:
-        x = stack.pop()
-        if type(x) is list:
-            stack.extend(x)
-        elif type(x) is bool:
-            return True
-    return False
 
 
 # The JSON (and binary) request of the HTTP transport -----------------------------------------------
