@@ -11,12 +11,10 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # .[test]
 
 from inception_hub.serve import v2_protos as ours
 from test_serve import Running, http, slow
-
-health_pb2 = pytest.importorskip("grpc_health.v1.health_pb2")
-from grpc_health.v1 import health_pb2_grpc  # noqa: E402  (after the skip: an optional test dependency)
 
 SERVICES = {"tensorflow.serving.PredictionService", "tensorflow.serving.ModelService", "inference.GRPCInferenceService"}
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -8,19 +8,18 @@ import io
 import json
 import zipfile
 
+import mediapipe as mp  # .[mediapipe]
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as tflite_fb
 from ai_edge_litert.interpreter import Interpreter
+from mediapipe.tasks.metadata import metadata_schema_py_generated as metadata_fb
+from mediapipe.tasks.python import BaseOptions, vision
 
 from conftest import reference
 from inception_hub.export import export
 from inception_hub.export.tflite_metadata import FILE_IDENTIFIER, ImageModel, metadata_buffer
 from inception_hub.labels import imagenet_labels
-
-mp = pytest.importorskip("mediapipe", reason="pip install 'inception-hub[mediapipe]'")
-from mediapipe.tasks.metadata import metadata_schema_py_generated as metadata_fb  # noqa: E402
-from mediapipe.tasks.python import BaseOptions, vision  # noqa: E402
 
 SIZE = {"inception_v1": 224, "inception_resnet_v2": 299}
 CASES = [(arch, precision) for arch in SIZE for precision in ("fp32", "int8")]
@@ -163,7 +162,8 @@ def test_the_feature_vector_export_has_no_labels_and_mediapipe_embeds_with_it(ex
 def test_litert_converter_writes_the_fp32_mobile_file_within_1e_4(exports):
     """inception_v1's fp32 mobile.tflite comes from LiteRT's converter; inception_resnet_v2's, whose
     average pools that converter leaves as a second subgraph, from TensorFlow's."""
-    pytest.importorskip("litert_converter", reason="make litert")
+    import litert_converter  # noqa: F401  (make litert: the converter this test is about must be there)
+
     converters = {
         a: json.loads((exports[a, "fp32"] / "inception_hub.json").read_text())["mobile_converter"] for a in SIZE
     }
