@@ -313,3 +313,35 @@ def test_a_release_with_the_wrong_digest_is_refused_and_removed(release_tarball,
     with pytest.raises(CheckpointError, match="is not the official release's"):
         W.fetch(ARCH)
     assert not W.download_path(ARCH).exists() and not W.is_cached(ARCH)
+
+
+def test_cache_lists_and_cleans_the_optimised_graphs_and_tfjs_models(tmp_path):
+    """`cache` listed neither ONNX Runtime's optimised graphs nor serve-hub's TF.js models, so
+    `cache --clean` left those of removed weights behind."""
+    from inception_hub.weights import cache
+
+    live, dead = "a" * 16, "b" * 16
+    checkpoint = tmp_path / "mine.ckpt"
+    checkpoint.write_bytes(b"weights")
+    cache.record_checkpoint(live + "0" * 48, str(checkpoint))
+    engines = cache.folder("engines") / ARCH
+    made = {}
+    for digest in (live, dead):
+        made["ort", digest] = engines / "onnxruntime_cache" / f"classification-{digest}-g3-ort1.0-avx2.onnx"
+        made["tfjs", digest] = cache.folder("hub") / "tfjs/google/imagenet" / ARCH / "classification/3" / digest
+        made["ort", digest].parent.mkdir(parents=True, exist_ok=True)
+        made["ort", digest].write_bytes(b"x" * 10)
+        made["tfjs", digest].mkdir(parents=True)
+        (made["tfjs", digest] / "model.json").write_text("{}")
+        (made["tfjs", digest] / "group1-shard1of1.bin").write_bytes(b"x" * 100)
+    (engines / "openvino_cache").mkdir()
+    (engines / "openvino_cache" / "1.blob").write_bytes(b"x" * 7)
+
+    listed = {e.path: e for e in cache.entries()}
+    assert listed[made["ort", live]].note == "ONNX Runtime's optimised graph"
+    assert listed[made["ort", dead]].note == f"ONNX Runtime's optimised graph; {cache.ORPHAN}"
+    assert listed[made["tfjs", live]].note == "TF.js model" and listed[made["tfjs", live]].bytes == 102
+    assert listed[made["tfjs", dead]].note == f"TF.js model; {cache.ORPHAN}"
+    assert listed[engines / "openvino_cache"].bytes == 7
+    assert set(cache.clean()) == {made["ort", dead], made["tfjs", dead]}
+    assert made["ort", live].exists() and made["tfjs", live].is_dir() and not made["tfjs", dead].exists()

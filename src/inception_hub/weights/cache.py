@@ -3,7 +3,8 @@ that names its folders.
 
 The cache (`$INCEPTION_HUB_CACHE`, default `~/.cache/inception_hub`) has the converted weights
 with their provenance (`weights/`), the release downloads (`downloads/`), the engine models
-(`engines/`) and the hub modules (`hub/`) built from weights (named by the weights' digest),
+(`engines/`, with ONNX Runtime's optimised graphs and OpenVINO's compiled models) and the hub
+modules and TF.js models (`hub/`) built from weights (named by the weights' digest),
 scratch space (`tmp/`) and cross-process locks (`locks/`). Everything derived from weights that
 are no longer cached is an orphan, which `clean` removes along with what killed runs left."""
 
@@ -142,6 +143,10 @@ def provenance(arch: str) -> dict | None:
         return None
 
 
+#: The note on entries derived from weights that are no longer cached, which `clean` removes.
+ORPHAN = "orphan: its weights are gone"
+
+
 @dataclass(frozen=True)
 class Entry:
     kind: str  # one of KINDS
@@ -178,13 +183,22 @@ def entries() -> list[Entry]:
     for path in _listing("downloads", "*"):
         out.append(Entry("downloads", path, _size(path)))
     for path in _listing("engines", "*/*.onnx"):
-        orphan = not any(d in path.name for d in live)
-        out.append(Entry("engines", path, _size(path), "orphan: its weights are gone" if orphan else ""))
+        out.append(Entry("engines", path, _size(path), "" if _named_by(path.name, live) else ORPHAN))
+    for path in _listing("engines", "*/onnxruntime_cache/*.onnx"):
+        note = "ONNX Runtime's optimised graph" + ("" if _named_by(path.name, live) else f"; {ORPHAN}")
+        out.append(Entry("engines", path, _size(path), note))
+    for path in _listing("engines", "*/openvino_cache"):
+        out.append(Entry("engines", path, _size(path), "OpenVINO's compiled models, rebuilt when needed"))
     for path in _listing("hub", "**/*.tar.gz"):
-        orphan = path.name[:16] not in live
-        out.append(Entry("hub", path, _size(path), "orphan: its weights are gone" if orphan else ""))
+        out.append(Entry("hub", path, _size(path), "" if path.name[:16] in live else ORPHAN))
+    for path in (m.parent for m in _listing("hub", "tfjs/**/model.json")):
+        out.append(Entry("hub", path, _size(path), "TF.js model" + ("" if path.name in live else f"; {ORPHAN}")))
     out.extend(Entry("tmp", p, _size(p)) for p in _listing("tmp", "*"))
     return out
+
+
+def _named_by(name: str, digests: set[str]) -> bool:
+    return any(d in name for d in digests)
 
 
 def _listing(kind: str, pattern: str) -> list[Path]:
@@ -213,7 +227,7 @@ def clean() -> list[Path]:
     removed = clean_stale()
     for e in entries():
         converted = e.kind == "downloads" and any(e.path == download_path(a) and is_cached(a) for a in CARDS)
-        if e.note.startswith("orphan") or converted:
+        if e.note.endswith(ORPHAN) or converted:
             removed.append(_delete(e.path))
     return removed
 
