@@ -2,8 +2,11 @@
 model-only and end-to-end rates per engine, the choice among an engine's end-to-end variants, the
 measured float32 peak and each rate as a fraction of it, and int8's agreement with fp32.
 
-Engines run one at a time and are released before the next is built, so none pays for another's
-memory or threads.
+Every engine of a network is built first, then timed in interleaved rounds (each round times each
+engine once: batch 1, batch 32, then a pass end to end), so a burst of other load on the host, or
+the CPU's clock changing, hits every engine alike instead of one; the best and the median of the
+rounds are kept. Between engines the process pauses briefly, so thread pools that spin after
+their work (PyTorch's OpenMP) are asleep before the next engine starts.
 """
 
 from __future__ import annotations
@@ -64,14 +67,6 @@ def one_core() -> Iterator[int | None]:
         pin(saved)
 
 
-def measure_model_only(engine: Engine, images: np.ndarray, batch: int, repeat: int, min_time: float) -> dict:
-    """Model-only images/s on `batch` preprocessed images already in the engine's input format."""
-    x = engine.prepare(images[:batch])
-    for _ in range(2):  # first calls trace, compile and allocate
-        engine.infer(x)
-    return best_rate(lambda: (engine.infer(x), batch)[1], repeat, min_time)
-
-
 def measure_end_to_end(run: Callable[[list[str]], int], paths: list[str], repeat: int) -> dict:
     """Files in, top-5 out: images/s over all `paths`, best of `repeat` passes."""
     rates = []
@@ -85,24 +80,65 @@ def measure_end_to_end(run: Callable[[list[str]], int], paths: list[str], repeat
     return {"best": max(rates), "median": float(np.median(rates)), "runs": rates}
 
 
-def measure_engine(build: Callable[[], Engine], images: np.ndarray, paths: list[str], args: argparse.Namespace) -> dict:
-    """Build one engine, time it (model-only b1, b32, then end-to-end), release it."""
-    start = time.perf_counter()
-    engine = build()
-    record: dict[str, Any] = {"name": engine.name, "group": engine.group, "build_s": time.perf_counter() - start}
-    for batch in (1, 32):
-        record[f"b{batch}"] = measure_model_only(engine, images, batch, args.repeat, args.min_time)
-        log(f"  {engine.name}: model-only b{batch} {record[f'b{batch}']['best']:.1f} img/s")
-    if len(engine.end_to_end) > 1:
-        run = pick_variant(engine, paths[: args.probe_images], record)
-    else:
-        (variant, run), *_ = engine.end_to_end.items()
-        record["name"] += f" ({variant})" if variant else ""
-    record["e2e"] = measure_end_to_end(run, paths, args.e2e_repeat)
-    log(f"  {record['name']}: end-to-end {record['e2e']['best']:.1f} img/s")
-    del engine
+#: Seconds between two engines' turns: long enough for spinning thread pools to go to sleep.
+SETTLE_S = 0.3
+
+
+def measure_engines(
+    builders: list[tuple[str, Callable[[], Engine]]], images: np.ndarray, paths: list[str], args: argparse.Namespace
+) -> tuple[list[dict], dict[str, str]]:
+    """Build every engine, then time them in interleaved rounds: `args.repeat` rounds of model-only
+    batch 1 and batch 32, then `args.e2e_repeat` passes end to end. Returns the records and the
+    engines skipped (with why)."""
+    built: list[tuple[Engine, dict, Callable[[list[str]], int]]] = []
+    skipped: dict[str, str] = {}
+    for label, build in builders:
+        try:
+            start = time.perf_counter()
+            engine = build()
+            record: dict[str, Any] = {"name": engine.name, "group": engine.group}
+            record["build_s"] = time.perf_counter() - start
+            if len(engine.end_to_end) > 1:
+                run = pick_variant(engine, paths[: args.probe_images], record)
+            else:
+                (variant, run), *_ = engine.end_to_end.items()
+                record["name"] += f" ({variant})" if variant else ""
+            inputs = {b: engine.prepare(images[:b]) for b in (1, 32)}
+            for x in inputs.values():
+                for _ in range(2):  # first calls trace, compile and allocate
+                    engine.infer(x)
+            built.append((engine, record, run))
+            record["_inputs"] = inputs
+        except Skip as e:
+            skipped[label] = str(e)
+            log(f"  {label}: skipped: {e}")
+        except Exception as e:  # a long run should not die on one engine: record what went wrong
+            skipped[label] = f"failed: {type(e).__name__}: {e}"
+            log(f"  {label}: failed: {type(e).__name__}: {e}")
+    runs: dict[int, dict[str, list[float]]] = {id(r): {"b1": [], "b32": [], "e2e": []} for _, r, _ in built}
+    for _ in range(args.repeat):
+        for engine, record, _ in built:
+            for batch, x in record["_inputs"].items():
+                rate = best_rate(lambda e=engine, x=x, b=batch: (e.infer(x), b)[1], 1, args.min_time)
+                runs[id(record)][f"b{batch}"].append(rate["best"])
+            time.sleep(SETTLE_S)
+    for _ in range(args.e2e_repeat):
+        for _, record, run in built:
+            runs[id(record)]["e2e"] += measure_end_to_end(run, paths, 1)["runs"]
+            time.sleep(SETTLE_S)
+    records = []
+    for _, record, _ in built:
+        del record["_inputs"]
+        for what, rates in runs[id(record)].items():
+            record[what] = {"best": max(rates), "median": float(np.median(rates)), "runs": rates}
+        log(
+            f"  {record['name']}: model-only b1 {record['b1']['best']:.1f}, b32 {record['b32']['best']:.1f}, "
+            f"end-to-end {record['e2e']['best']:.1f} img/s (best of {args.repeat} and {args.e2e_repeat} rounds)"
+        )
+        records.append(record)
+    built.clear()
     gc.collect()
-    return record
+    return records, skipped
 
 
 def pick_variant(engine: Engine, probe: list[str], record: dict) -> Callable[[list[str]], int]:
@@ -124,16 +160,7 @@ def benchmark_model(arch: str, checkpoint: Path | None, paths: list[str], args: 
     choices = measure_choices(arch, checkpoint) if "project" not in args.skip else {}
     first = [load_image(p, (size, size)) for p in paths[:32]]
     images = np.stack([first[i % len(first)] for i in range(32)])  # fewer than 32 images: repeat them
-    engines, skipped = [], {}
-    for label, build in engine_builders(arch, checkpoint, args):
-        try:
-            engines.append(measure_engine(build, images, paths, args))
-        except Skip as e:
-            skipped[label] = str(e)
-            log(f"  {label}: skipped: {e}")
-        except Exception as e:  # a long run should not die on one engine: record what went wrong
-            skipped[label] = f"failed: {type(e).__name__}: {e}"
-            log(f"  {label}: failed: {type(e).__name__}: {e}")
+    engines, skipped = measure_engines(engine_builders(arch, checkpoint, args), images, paths, args)
     mark_choices(engines, choices)
     add_ratios(engines, FLOPS[arch], args.peak_gflops, arch)
     out = {"image_size": size, "flops_per_image": FLOPS[arch], "engines": engines, "skipped": skipped}
