@@ -18,9 +18,12 @@ SIZES = {"inception_v1": ["224x224", "256x320"], "inception_resnet_v2": ["299x29
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Never touch the user's cache or the network: each test gets an empty cache, offline."""
+    """Never touch the user's cache or the network: each test gets an empty cache, offline. The
+    default engine follows the card's order: measuring it (seconds, in every fresh cache) is
+    tested on its own, with known timings (test_engine_choice.py)."""
     monkeypatch.setenv("INCEPTION_HUB_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("INCEPTION_HUB_OFFLINE", "1")
+    monkeypatch.setenv("INCEPTION_HUB_MEASURE", "0")
 
 
 def _synth():

@@ -164,3 +164,11 @@ def test_decoding_runs_beside_the_engine_at_a_lower_priority(monkeypatch, clf):
     main_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen and all(v == min(19, main_priority + pipeline.DECODE_NICENESS) for v in seen.values()), seen
     assert all(name.startswith("decode") for name in seen)
+
+
+def test_candidates_are_timed_in_interleaved_rounds_after_one_untimed_call():
+    order = []
+    runs = {name: (lambda x, name=name: order.append(name) or x) for name in ("a", "b")}
+    rates = choice.time_runs(runs, np.zeros((3, 2), np.float32), budget=0.0)
+    assert order == ["a", "b"] + ["a", "b"] * choice.MIN_RUNS  # warm-up, then rounds of both
+    assert set(rates) == {"a", "b"} and all(np.isfinite(r) and r > 0 for r in rates.values())

@@ -86,7 +86,7 @@ def test_unreadable_and_unknown_photos_are_reported_and_the_rest_scored(capsys, 
     main(["evaluate", str(tmp_path), "--checkpoint", v1_ckpt, "--no-progress"])
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["variant", "images", "top-1", "%", "top-5", "%", "images/s"]
-    default = plan("inception_v1").backend  # measured on this CPU at first use, then cached
+    default = plan("inception_v1").backend  # where measuring is on, the measured choice
     assert out.splitlines()[1].split()[:3] == [f"{default}/fp32", str(len(PHOTOS)), f"{100 * top1:.2f}"]
     assert main(["evaluate", str(tmp_path / "nowhere"), "--no-progress"]) == 2
     assert "not a folder of photos" in capsys.readouterr().err
