@@ -2,11 +2,13 @@
 model-only and end-to-end rates per engine, the choice among an engine's end-to-end variants, the
 measured float32 peak and each rate as a fraction of it, and int8's agreement with fp32.
 
-Every engine of a network is built first, then timed in interleaved rounds (each round times each
-engine once: batch 1, batch 32, then a pass end to end), so a burst of other load on the host, or
-the CPU's clock changing, hits every engine alike instead of one; the best and the median of the
-rounds are kept. Between engines the process pauses briefly, so thread pools that spin after
-their work (PyTorch's OpenMP) are asleep before the next engine starts.
+Engines are timed in interleaved rounds: each round builds each engine in turn, times it (batch 1,
+batch 32, then a pass end to end), and releases it before the next is built, so none pays for
+another's memory (all of Inception-ResNet-V2's engines at once, each with its batch-32 buffers,
+outgrow 24 GB) and a burst of other load on the host, or the CPU's clock changing, hits every
+engine alike instead of one. The best and the median of the rounds are kept. Between engines the
+process pauses briefly, so thread pools that spin after their work (PyTorch's OpenMP) are asleep
+before the next engine starts.
 """
 
 from __future__ import annotations
@@ -87,69 +89,72 @@ SETTLE_S = 0.3
 def measure_engines(
     builders: list[tuple[str, Callable[[], Engine]]], images: np.ndarray, paths: list[str], args: argparse.Namespace
 ) -> tuple[list[dict], dict[str, str]]:
-    """Build every engine, then time them in interleaved rounds: `args.repeat` rounds of model-only
-    batch 1 and batch 32, then `args.e2e_repeat` passes end to end. Returns the records and the
-    engines skipped (with why)."""
-    built: list[tuple[Engine, dict, Callable[[list[str]], int]]] = []
+    """Time every engine in interleaved rounds: `args.repeat` rounds of model-only batch 1 and
+    batch 32, the first `args.e2e_repeat` of them with a pass end to end. Returns the records and
+    the engines skipped (with why)."""
+    records: dict[str, dict[str, Any]] = {}
+    variants: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    for label, build in builders:
-        try:
-            start = time.perf_counter()
-            engine = build()
-            record: dict[str, Any] = {"name": engine.name, "group": engine.group}
-            record["build_s"] = time.perf_counter() - start
-            if len(engine.end_to_end) > 1:
-                run = pick_variant(engine, paths[: args.probe_images], record)
-            else:
-                (variant, run), *_ = engine.end_to_end.items()
-                record["name"] += f" ({variant})" if variant else ""
-            inputs = {b: engine.prepare(images[:b]) for b in (1, 32)}
-            for x in inputs.values():
-                for _ in range(2):  # first calls trace, compile and allocate
-                    engine.infer(x)
-            built.append((engine, record, run))
-            record["_inputs"] = inputs
-        except Skip as e:
-            skipped[label] = str(e)
-            log(f"  {label}: skipped: {e}")
-        except Exception as e:  # a long run should not die on one engine: record what went wrong
-            skipped[label] = f"failed: {type(e).__name__}: {e}"
-            log(f"  {label}: failed: {type(e).__name__}: {e}")
-    runs: dict[int, dict[str, list[float]]] = {id(r): {"b1": [], "b32": [], "e2e": []} for _, r, _ in built}
-    for _ in range(args.repeat):
-        for engine, record, _ in built:
-            for batch, x in record["_inputs"].items():
-                rate = best_rate(lambda e=engine, x=x, b=batch: (e.infer(x), b)[1], 1, args.min_time)
-                runs[id(record)][f"b{batch}"].append(rate["best"])
+    for round_ in range(max(args.repeat, args.e2e_repeat)):
+        for label, build in builders:
+            if label in skipped:
+                continue
+            try:
+                start = time.perf_counter()
+                engine = build()
+                built_s = time.perf_counter() - start
+                if label not in records:
+                    records[label] = record = {"name": engine.name, "group": engine.group, "build_s": built_s}
+                    record.update({"b1": [], "b32": [], "e2e": []})
+                    if len(engine.end_to_end) > 1:
+                        variants[label] = pick_variant(engine, paths[: args.probe_images], record)
+                    else:
+                        variants[label], *_ = engine.end_to_end
+                        record["name"] += f" ({variants[label]})" if variants[label] else ""
+                record = records[label]
+                if round_ < args.repeat:
+                    for batch in (1, 32):
+                        x = engine.prepare(images[:batch])
+                        for _ in range(2):  # first calls trace, compile and allocate
+                            engine.infer(x)
+                        rate = best_rate(lambda e=engine, x=x, b=batch: (e.infer(x), b)[1], 1, args.min_time)
+                        record[f"b{batch}"].append(rate["best"])
+                if round_ < args.e2e_repeat:
+                    record["e2e"] += measure_end_to_end(engine.end_to_end[variants[label]], paths, 1)["runs"]
+            except Skip as e:
+                skipped[label] = str(e)
+                log(f"  {label}: skipped: {e}")
+            except Exception as e:  # a long run should not die on one engine: record what went wrong
+                skipped[label] = f"failed: {type(e).__name__}: {e}"
+                log(f"  {label}: failed: {type(e).__name__}: {e}")
+            engine = None  # released before the next is built
+            gc.collect()
             time.sleep(SETTLE_S)
-    for _ in range(args.e2e_repeat):
-        for _, record, run in built:
-            runs[id(record)]["e2e"] += measure_end_to_end(run, paths, 1)["runs"]
-            time.sleep(SETTLE_S)
-    records = []
-    for _, record, _ in built:
-        del record["_inputs"]
-        for what, rates in runs[id(record)].items():
+    out = []
+    for label, record in records.items():
+        if label in skipped:
+            continue
+        for what in ("b1", "b32", "e2e"):
+            rates = record[what]
             record[what] = {"best": max(rates), "median": float(np.median(rates)), "runs": rates}
         log(
             f"  {record['name']}: model-only b1 {record['b1']['best']:.1f}, b32 {record['b32']['best']:.1f}, "
-            f"end-to-end {record['e2e']['best']:.1f} img/s (best of {args.repeat} and {args.e2e_repeat} rounds)"
+            f"end-to-end {record['e2e']['best']:.1f} img/s (best of {len(record['b1']['runs'])} and "
+            f"{len(record['e2e']['runs'])} rounds)"
         )
-        records.append(record)
-    built.clear()
-    gc.collect()
-    return records, skipped
+        out.append(record)
+    return out, skipped
 
 
-def pick_variant(engine: Engine, probe: list[str], record: dict) -> Callable[[list[str]], int]:
+def pick_variant(engine: Engine, probe: list[str], record: dict) -> str:
     """The fastest end-to-end variant (e.g. DataLoader num_workers) on a few images, so only it makes the
-    long pass; the probe rates are kept in `record` and the winner is named in the engine's name."""
+    long passes; the probe rates are kept in `record` and the winner is named in the engine's name."""
     rates = {name: measure_end_to_end(run, probe, 1)["best"] for name, run in engine.end_to_end.items()}
     best = max(rates, key=rates.__getitem__)
     record["e2e_probe"] = {"images": len(probe), "rates": rates, "chosen": best}
     record["name"] = f"{engine.name} ({best})"
     log(f"  {engine.name}: probe on {len(probe)} images {', '.join(f'{k} {v:.1f}' for k, v in rates.items())} img/s")
-    return engine.end_to_end[best]
+    return best
 
 
 def benchmark_model(arch: str, checkpoint: Path | None, paths: list[str], args: argparse.Namespace) -> dict:
