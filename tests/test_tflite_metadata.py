@@ -159,25 +159,35 @@ def test_the_feature_vector_export_has_no_labels_and_mediapipe_embeds_with_it(ex
 
 
 @pytest.mark.slow
-def test_litert_converter_writes_the_fp32_mobile_file_within_1e_4(exports):
-    """inception_v1's fp32 mobile.tflite comes from LiteRT's converter; inception_resnet_v2's, whose
-    average pools that converter leaves as a second subgraph, from TensorFlow's."""
+def test_litert_converter_writes_the_fp32_mobile_files_within_1e_4(exports):
+    """Both networks' fp32 mobile.tflite come from LiteRT's converter (Inception-ResNet-V2's SAME
+    average pools had come out as a second subgraph, so TensorFlow's converter wrote that one)."""
     import litert_converter  # noqa: F401  (make litert: the converter this test is about must be there)
 
-    converters = {
-        a: json.loads((exports[a, "fp32"] / "inception_hub.json").read_text())["mobile_converter"] for a in SIZE
-    }
-    assert converters["inception_v1"].startswith("litert-converter")
-    assert converters["inception_resnet_v2"].startswith("TensorFlow")
-    ref = reference("inception_v1", "224x224")
-    for kind, output in (("fp32", "probabilities"), ("fv", "feature_vector")):
-        runner = Interpreter(model_path=str(exports["inception_v1", kind] / "mobile.tflite")).get_signature_runner()
+    for arch, kind, output in [(a, "fp32", "probabilities") for a in SIZE] + [("inception_v1", "fv", "feature_vector")]:
+        meta = json.loads((exports[arch, kind] / "inception_hub.json").read_text())
+        assert meta["mobile_converter"].startswith("litert-converter"), (arch, kind)
+        ref = reference(arch, f"{SIZE[arch]}x{SIZE[arch]}")
+        runner = Interpreter(model_path=str(exports[arch, kind] / "mobile.tflite")).get_signature_runner()
         for i in range(3):
             y = runner(images=ref["inputs_u8"][i : i + 1].astype(np.float32) / 255)[output][0]
             if output == "probabilities":  # the logits up to a constant, within 1e-4
-                assert np.abs(np.log(y) - np.log(_softmax(ref["logits"][i]))).max() <= 1e-4
+                assert np.abs(np.log(y) - np.log(_softmax(ref["logits"][i]))).max() <= 1e-4, arch
             else:
                 assert np.abs(y - ref["feature_vector"][i]).max() <= 1e-4
+
+
+@pytest.mark.parametrize("size, kernel, stride", [((35, 35), 3, 1), ((17, 9), 3, 2), ((8, 7), (2, 3), 2)])
+def test_the_fixed_size_average_pool_is_tfs_same_average_pool(size, kernel, stride):
+    import tensorflow as tf
+
+    from inception_hub.export.tflite import _fixed_size_builder
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, *size, 5)).astype(np.float32))
+    builder = _fixed_size_builder()({})
+    ours = builder.avg_pool2d(x, kernel, stride=stride, padding="SAME").numpy()
+    k = (kernel, kernel) if isinstance(kernel, int) else kernel
+    np.testing.assert_allclose(ours, tf.nn.avg_pool2d(x, k, stride, "SAME").numpy(), rtol=0, atol=1e-6)
 
 
 def test_the_metadata_buffer_is_readable_by_mediapipe_schema():
