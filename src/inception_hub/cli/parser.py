@@ -5,6 +5,7 @@ registered here with its function (`func`) and whether it needs TensorFlow impor
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from .._version import __version__
 from ..engine import BACKENDS, FAST, PRECISIONS
@@ -36,11 +37,22 @@ def positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    # The command modules are imported here, when a command line is parsed: importing the CLI
-    # stays light.
-    from . import evaluate, finetune, images, model_server, models, serving, similar
+#: Cosine similarity above which `dedupe` counts two photos as copies of each other (see README).
+DEDUPE_THRESHOLD = 0.9
 
+
+def command(module: str, name: str):
+    """The function `name` of the command module `module`, imported when the command runs: parsing
+    a command line imports none of them (`evaluate` and `similar` alone cost 20 ms of a start-up)."""
+
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(args)
+
+    run.__name__ = run.__qualname__ = name
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="TF-Hub Inception modules rebuilt from TF-Slim checkpoints.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(metavar="COMMAND")
@@ -50,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--top-k", "-k", type=positive, default=5)
     cl.add_argument("--format", "-f", choices=CLASSIFY_FORMATS, default="table")
     cl.add_argument("--output", "-o", metavar="FOLDER", help="with --engine ray: the Parquet output folder")
-    cl.set_defaults(func=images.cmd_classify)
+    cl.set_defaults(func=command("images", "cmd_classify"))
 
     e = sub.add_parser("embed", help="feature vectors for images, written to .npy, .npz or .parquet")
     _images_args(e, "inception_v1/feature_vector")
@@ -61,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="features.npy | features.npz | .parquet file; with --engine ray, a folder of Parquet partitions",
     )
-    e.set_defaults(func=images.cmd_embed)
+    e.set_defaults(func=command("images", "cmd_embed"))
 
     ex = sub.add_parser("explain", help="Grad-CAM: where in each image the network sees a class (PNG per image)")
     ex.add_argument("images", nargs="+", metavar="IMAGES", help="image files, directories (recursive) or globs")
@@ -76,12 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--output", "-o", required=True, metavar="OUTDIR", help="where the PNGs go")
     _checkpoint_arg(ex)
     _progress_arg(ex)
-    ex.set_defaults(func=images.cmd_explain)
+    ex.set_defaults(func=command("images", "cmd_explain"))
 
     m = sub.add_parser(
         "models", help="list the model handles, whether their weights are cached, and the engine each runs on here"
     )
-    m.set_defaults(func=models.cmd_models)
+    m.set_defaults(func=command("models", "cmd_models"))
 
     x = sub.add_parser("export", help="write a handle as a TF-Hub module, or as ONNX, OpenVINO IR or TFLite")
     x.add_argument("model", metavar="HANDLE", help="e.g. google/imagenet/inception_v1/classification/5")
@@ -103,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _checkpoint_arg(x)
     x.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
     _progress_arg(x)
-    x.set_defaults(func=models.cmd_export, needs_tf=lambda args: args.format not in LEAN_FORMATS)
+    x.set_defaults(func=command("models", "cmd_export"), needs_tf=lambda args: args.format not in LEAN_FORMATS)
 
     ev = sub.add_parser("evaluate", help="top-1/top-5 accuracy on labelled photos, comparing backends and formats")
     ev.add_argument("data", metavar="DATA", help="a folder per wnid, a folder with a CSV, or files named <wnid>_...")
@@ -123,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", "-o", metavar="FILE", help="also write the JSON report here")
     _checkpoint_arg(ev)
     _progress_arg(ev)
-    ev.set_defaults(func=evaluate.cmd_evaluate)
+    ev.set_defaults(func=command("evaluate", "cmd_evaluate"))
 
     ix = sub.add_parser("index", help="embed photos into a nearest-neighbour index (re-runs add only new photos)")
     _images_args(ix, "inception_resnet_v2/feature_vector", nargs="*")
@@ -135,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also add the vectors of an `embed` output (.npz, .parquet, .npy, or a Ray job's folder); repeatable",
     )
-    ix.set_defaults(func=similar.cmd_index)
+    ix.set_defaults(func=command("similar", "cmd_index"))
 
     se = sub.add_parser("search", help="the photos of an index most similar to each query photo")
     se.add_argument("images", nargs="+", metavar="QUERY", help="query photos, directories or globs")
@@ -146,16 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--batch-size", type=positive, default=32)
     _checkpoint_arg(se)
     _progress_arg(se)
-    se.set_defaults(func=similar.cmd_search)
+    se.set_defaults(func=command("similar", "cmd_search"))
 
     dd = sub.add_parser("dedupe", help="groups of near-duplicate photos (re-encoded, resized, cropped copies)")
     _images_args(dd, "inception_resnet_v2/feature_vector")
-    dd.add_argument(
-        "--threshold", type=float, default=similar.DEDUPE_THRESHOLD, help="cosine similarity that joins two photos"
-    )
+    dd.add_argument("--threshold", type=float, default=DEDUPE_THRESHOLD, help="cosine similarity that joins two photos")
     dd.add_argument("--output", "-o", metavar="JSON", help="write the groups here (default: print them)")
     dd.add_argument("--sheets", metavar="DIR", help="also draw a contact sheet per group into DIR")
-    dd.set_defaults(func=similar.cmd_dedupe)
+    dd.set_defaults(func=command("similar", "cmd_dedupe"))
 
     t = sub.add_parser("finetune", help="train a classifier on your photos (one folder per class) and save it")
     t.add_argument("data_dir", metavar="DATA_DIR", help="one subfolder of images per class")
@@ -184,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     _checkpoint_arg(t, "TF-Slim checkpoint for the backbone")
     _progress_arg(t)
-    t.set_defaults(func=finetune.cmd_finetune, needs_tf=True)
+    t.set_defaults(func=command("finetune", "cmd_finetune"), needs_tf=True)
 
     v = sub.add_parser("serve", help="a TensorFlow-Serving-compatible REST and gRPC server with dynamic batching")
     v.add_argument(
@@ -208,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--index", metavar="INDEX", help="an `index` folder: the model page also shows similar photos")
     _arch_checkpoints_arg(v, "weights for ARCH instead of the cached release (repeatable)")
     _backend_args(v, precision=False)
-    v.set_defaults(func=serving.cmd_serve)
+    v.set_defaults(func=command("serving", "cmd_serve"))
 
     # TF Serving's flags (--model_name=m --port=9000 ...), passed whole to model_server: "+" is
     # its prefix so argparse leaves every "--flag" to it.
@@ -219,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the server with TF Serving's command line (tensorflow_model_server's flags)",
     )
     ms.add_argument("flags", nargs="*", help=argparse.SUPPRESS)
-    ms.set_defaults(func=model_server.cmd_model_server)
+    ms.set_defaults(func=command("model_server", "cmd_model_server"))
 
     h = sub.add_parser("serve-hub", help="serve the modules over HTTP the way tfhub.dev did, for hub.KerasLayer(url)")
     h.add_argument("--port", type=int, default=8008)
@@ -237,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let a request for a module whose weights are not cached download them (default: 503)",
     )
-    h.set_defaults(func=serving.cmd_serve_hub, needs_tf=True)
+    h.set_defaults(func=command("serving", "cmd_serve_hub"), needs_tf=True)
 
     ic = sub.add_parser(
         "install-hub-cache",
@@ -269,18 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     ic.add_argument("--remove", action="store_true", help="take the installed spellings (of MODELs, or all) out again")
     ic.add_argument("--force", action="store_true", help="also replace modules in the cache that came from elsewhere")
     _progress_arg(ic)
-    ic.set_defaults(func=models.cmd_install_hub_cache)  # imports TensorFlow itself, once it builds
+    ic.set_defaults(func=command("models", "cmd_install_hub_cache"))  # imports TensorFlow itself, once it builds
 
     k = sub.add_parser("cache", help="list what the cache holds with sizes; remove or clean it")
     k.add_argument("--remove", metavar="WHAT", help="an architecture's weights, engines, hub, downloads, tmp or all")
     k.add_argument("--clean", action="store_true", help="remove orphans, converted downloads and leftovers")
-    k.set_defaults(func=models.cmd_cache)
+    k.set_defaults(func=command("models", "cmd_cache"))
 
     f = sub.add_parser("fetch", help="download a model's weights into the cache, or import them from a file")
     f.add_argument("model", help="model handle or short name")
     f.add_argument("--from", dest="source", metavar="PATH", help="local release .tar.gz, checkpoint file or prefix")
     _progress_arg(f)
-    f.set_defaults(func=models.cmd_fetch)
+    f.set_defaults(func=command("models", "cmd_fetch"))
     return p
 
 

@@ -18,8 +18,6 @@ from ..similar.dedupe import groups
 from ..similar.index import Index, is_index, model_identity, stream
 from .common import PROG, Tally, find_inputs, model_results, resolve_model, run_ray
 
-#: Cosine similarity above which two photos count as copies of each other (see README).
-DEDUPE_THRESHOLD = 0.9
 #: A search's contact sheet shows at most this many queries (a row each); a group's sheet at
 #: most GROUP_MEMBERS photos, GROUP_COLUMNS to a row (one row of 50 was an 8408-pixel strip).
 SHEET_ROWS = 200
