@@ -29,6 +29,8 @@ PHOTOS = SHARED / "images" / "imagenet-sample"
 REFERENCE = SHARED / "reference"
 #: Input side of each network at its default size.
 SIZES = {"inception_v1": 224, "inception_resnet_v2": 299}
+#: How the engines were timed (a results file's config "timing"); earlier files timed each engine's runs in a row.
+INTERLEAVED = "interleaved rounds"
 
 
 class Skip(Exception):

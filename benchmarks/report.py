@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from common import describe_cpu, log
+from common import INTERLEAVED, describe_cpu, log
 
 
 def fmt(value: float | None, spec: str = ".1f") -> str:
@@ -128,8 +128,10 @@ def readme_tables(runs: list[dict]) -> str:
             f"#### {describe_cpu(results['machine'])}",
             "",
             f"{cfg['images']} photos, {cfg['weights']} weights; best of {cfg['repeat']} (batch 32) and "
-            f"{cfg['e2e_repeat']} (end to end). ×fp32: against inception-hub's default fp32 engine; own b32: "
-            "end to end as a share of the same engine's batch-32 rate.",
+            f"{cfg['e2e_repeat']} (end to end) "
+            + ("interleaved rounds" if cfg.get("timing") == INTERLEAVED else "runs, one engine after another")
+            + ". ×fp32: against inception-hub's default fp32 engine; own b32: end to end as a share of the same "
+            "engine's batch-32 rate.",
             "",
             "| model | engine | end-to-end img/s | ×TF-Hub | ×best peer | ×fp32 | % own b32 | b32 img/s | b32 ×fp32 |",
             "|---|---|--:|--:|--:|--:|--:|--:|--:|",

@@ -49,6 +49,7 @@ from typing import Any
 
 from common import (
     CACHE,
+    INTERLEAVED,
     PHOTOS,
     REFERENCE,
     RESULTS,
@@ -111,7 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config(args: argparse.Namespace, images: int) -> dict:
     out = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    return {**out, "skip": sorted(args.skip), "images": images, "weights": "official" if args.official else "synthetic"}
+    weights = "official" if args.official else "synthetic"
+    return {**out, "skip": sorted(args.skip), "images": images, "weights": weights, "timing": INTERLEAVED}
 
 
 def main(argv: list[str] | None = None) -> None:
