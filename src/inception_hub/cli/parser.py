@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
 
 from .._version import __version__
 from ..engine import BACKENDS, FAST, PRECISIONS
@@ -41,7 +42,7 @@ def positive(text: str) -> int:
 DEDUPE_THRESHOLD = 0.9
 
 
-def command(module: str, name: str):
+def command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     """The function `name` of the command module `module`, imported when the command runs: parsing
     a command line imports none of them (`evaluate` and `similar` alone cost 20 ms of a start-up)."""
 
