@@ -26,6 +26,7 @@ from ..catalog import ModelSpec
 from ..cpu import cpu
 from ..nets.layers import FEATURE_MAP, FEATURES, LOGITS
 from ..weights import Weights, folder, record_checkpoint
+from ..weights.cache import OPENVINO_COMPILED, ORT_GRAPHS
 from .base import Infer, Runner, require_precision
 from .quantize import Recipe, recipe_for
 from .records import remember
@@ -89,7 +90,7 @@ def default_threads() -> int:
 def optimized_path(path: Path, version: str) -> Path:
     """Where ONNX Runtime's optimised graph of `path` is cached (beside it, as OpenVINO's compiled
     models are): its layout-dependent rewrites are for one CPU class and ONNX Runtime version."""
-    return path.parent / "onnxruntime_cache" / f"{path.stem}-ort{version}-{cpu().isa}.onnx"
+    return path.parent / ORT_GRAPHS / f"{path.stem}-ort{version}-{cpu().isa}.onnx"
 
 
 def onnxruntime_runner(path: Path, precision: str, threads: int, spinning: bool = True) -> Runner:
@@ -161,7 +162,7 @@ def openvino_runner(path: Path, precision: str, threads: int) -> Runner:
         "INFERENCE_NUM_THREADS": threads,
     }
     if os.access(path.parent, os.W_OK):  # OpenVINO's compiled-model cache, beside the model
-        config["CACHE_DIR"] = str(path.parent / "openvino_cache")
+        config["CACHE_DIR"] = str(path.parent / OPENVINO_COMPILED)
     compiled = core.compile_model(str(path), "CPU", config)
     local = threading.local()  # an infer request is not shareable between threads
     names = output_names(compiled.outputs)

@@ -24,6 +24,7 @@ from ..errors import InceptionHubError, WeightsUnavailableError
 from ..export import export
 from ..export.tfjs import shard_names
 from ..weights import cache_lock
+from ..weights.cache import TFJS
 
 #: The files of a TF.js graph model, as TF.js names them in its requests.
 FILE = re.compile(r"^(model\.json|group\d+-shard\d+of\d+\.bin)$")
@@ -60,7 +61,7 @@ def split(path: str) -> tuple[ModelSpec, str | None] | None:
 def model_folder(store: Weights, spec: ModelSpec) -> Path:
     """The TF.js export of `spec` on the store's weights, built once (per process, and across
     processes through the cache's lock; the export lands whole or not at all)."""
-    out = store.root / "tfjs" / spec.handle / store.weights_digest(spec.arch)[:16]
+    out = store.root / TFJS / spec.handle / store.weights_digest(spec.arch)[:16]
     if (out / "model.json").is_file():
         return out
     with _guard:

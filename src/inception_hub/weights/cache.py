@@ -28,6 +28,9 @@ from ..errors import InceptionHubError
 #: The folders `inception-hub cache` lists, in its order.
 KINDS = ("weights", "downloads", "engines", "hub", "tmp")
 LOCKS = "locks"
+#: Beside each architecture's engine models: ONNX Runtime's optimised graphs and OpenVINO's
+#: compiled models. Under hub/: serve-hub's TF.js models.
+ORT_GRAPHS, OPENVINO_COMPILED, TFJS = "onnxruntime_cache", "openvino_cache", "tfjs"
 
 
 def folder(kind: str) -> Path:
@@ -143,7 +146,7 @@ def provenance(arch: str) -> dict | None:
         return None
 
 
-#: The note on entries derived from weights that are no longer cached, which `clean` removes.
+#: What `cache` says of entries derived from weights that are no longer cached (`clean` removes them).
 ORPHAN = "orphan: its weights are gone"
 
 
@@ -152,7 +155,12 @@ class Entry:
     kind: str  # one of KINDS
     path: Path
     bytes: int
-    note: str = ""
+    what: str = ""  # where the kind alone does not say
+    orphan: bool = False
+
+    @property
+    def note(self) -> str:
+        return "; ".join(n for n in (self.what, ORPHAN if self.orphan else "") if n)
 
 
 def _size(path: Path) -> int:
@@ -183,16 +191,16 @@ def entries() -> list[Entry]:
     for path in _listing("downloads", "*"):
         out.append(Entry("downloads", path, _size(path)))
     for path in _listing("engines", "*/*.onnx"):
-        out.append(Entry("engines", path, _size(path), "" if _named_by(path.name, live) else ORPHAN))
-    for path in _listing("engines", "*/onnxruntime_cache/*.onnx"):
-        note = "ONNX Runtime's optimised graph" + ("" if _named_by(path.name, live) else f"; {ORPHAN}")
-        out.append(Entry("engines", path, _size(path), note))
-    for path in _listing("engines", "*/openvino_cache"):
+        out.append(Entry("engines", path, _size(path), orphan=not _named_by(path.name, live)))
+    for path in _listing("engines", f"*/{ORT_GRAPHS}/*.onnx"):
+        what = "ONNX Runtime's optimised graph"
+        out.append(Entry("engines", path, _size(path), what, orphan=not _named_by(path.name, live)))
+    for path in _listing("engines", f"*/{OPENVINO_COMPILED}"):
         out.append(Entry("engines", path, _size(path), "OpenVINO's compiled models, rebuilt when needed"))
     for path in _listing("hub", "**/*.tar.gz"):
-        out.append(Entry("hub", path, _size(path), "" if path.name[:16] in live else ORPHAN))
-    for path in (m.parent for m in _listing("hub", "tfjs/**/model.json")):
-        out.append(Entry("hub", path, _size(path), "TF.js model" + ("" if path.name in live else f"; {ORPHAN}")))
+        out.append(Entry("hub", path, _size(path), orphan=path.name[:16] not in live))
+    for path in (m.parent for m in _listing("hub", f"{TFJS}/**/model.json")):
+        out.append(Entry("hub", path, _size(path), "TF.js model", orphan=path.name not in live))
     out.extend(Entry("tmp", p, _size(p)) for p in _listing("tmp", "*"))
     return out
 
@@ -227,7 +235,7 @@ def clean() -> list[Path]:
     removed = clean_stale()
     for e in entries():
         converted = e.kind == "downloads" and any(e.path == download_path(a) and is_cached(a) for a in CARDS)
-        if e.note.endswith(ORPHAN) or converted:
+        if e.orphan or converted:
             removed.append(_delete(e.path))
     return removed
 
