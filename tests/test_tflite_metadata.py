@@ -181,10 +181,10 @@ def test_litert_converter_writes_the_fp32_mobile_files_within_1e_4(exports):
 def test_the_fixed_size_average_pool_is_tfs_same_average_pool(size, kernel, stride):
     import tensorflow as tf
 
-    from inception_hub.export.tflite import _fixed_size_builder
+    from inception_hub.nets.tf_builder import FixedSizeTFBuilder
 
     x = tf.constant(np.random.default_rng(0).normal(size=(2, *size, 5)).astype(np.float32))
-    builder = _fixed_size_builder()({})
+    builder = FixedSizeTFBuilder({})
     ours = builder.avg_pool2d(x, kernel, stride=stride, padding="SAME").numpy()
     k = (kernel, kernel) if isinstance(kernel, int) else kernel
     np.testing.assert_allclose(ours, tf.nn.avg_pool2d(x, k, stride, "SAME").numpy(), rtol=0, atol=1e-6)

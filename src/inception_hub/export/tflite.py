@@ -123,43 +123,6 @@ def _tf_convert(job: Job, net, fn) -> bytes:
         return converter.convert()
 
 
-def _same_pool_counts(size: int, kernel: int, stride: int) -> tuple[tuple[int, int], np.ndarray]:
-    """SAME padding's (before, after) along one axis, and how many real cells each window covers."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    before = total // 2
-    starts = np.arange(out) * stride - before
-    counts = np.minimum(starts + kernel, size) - np.maximum(starts, 0)
-    return (before, total - before), counts
-
-
-def _fixed_size_builder():
-    """TFBuilder whose SAME average pools are a zero pad, a VALID pool and a constant rescale.
-
-    TF excludes the padded cells from a SAME average (sum / cells covered). XLA lowers that as a
-    reduce_window over a mask, which litert-converter 0.5 keeps as reduce_window with a body
-    subgraph (MediaPipe refuses a model with two). At a fixed size the cell counts are constants:
-    sum / count = VALID mean over the zero-padded input * (window / count), the same value within a
-    float32 rounding."""
-    import tensorflow as tf
-
-    from ..nets.layers import pair
-    from ..nets.tf_builder import TFBuilder
-
-    class FixedSizeBuilder(TFBuilder):
-        def avg_pool2d(self, x, kernel, *, stride=1, padding="SAME"):
-            if padding != "SAME":
-                return super().avg_pool2d(x, kernel, stride=stride, padding=padding)
-            (kh, kw), (h, w) = pair(kernel), x.shape[1:3]
-            pad_h, count_h = _same_pool_counts(int(h), kh, stride)
-            pad_w, count_w = _same_pool_counts(int(w), kw, stride)
-            mean = tf.nn.avg_pool2d(tf.pad(x, [(0, 0), pad_h, pad_w, (0, 0)]), (kh, kw), stride, "VALID")
-            rescale = (kh * kw) / np.outer(count_h, count_w).astype(np.float32)
-            return mean * tf.constant(rescale[None, :, :, None], tf.float32)
-
-    return FixedSizeBuilder
-
-
 def _litert_convert(job: Job) -> bytes | None:
     """The fixed-size mobile model through LiteRT's converter, or None where it is not installed
     or gives more than one subgraph (which MediaPipe refuses). XLA compiles the network, its
@@ -171,16 +134,16 @@ def _litert_convert(job: Job) -> bytes | None:
     from litert_converter.mlir._mlir_libs import converter_api_ext
 
     from ..nets import build, variable_specs
+    from ..nets.tf_builder import FixedSizeTFBuilder
 
     spec, weights = job.spec, job.weights
     names = [s.name for s in variable_specs(spec.arch, include_top=spec.num_classes is not None)]
-    builder = _fixed_size_builder()
 
     @tf.function(jit_compile=True, autograph=False)
     def mobile(images):
         # Constants made inside the function stay in the program; captured ones would become arguments.
         consts = {n: tf.constant(np.asarray(weights[n])) for n in names}
-        out = build(builder(consts), spec.arch, 2.0 * images - 1.0, spec.num_classes)
+        out = build(FixedSizeTFBuilder(consts), spec.arch, 2.0 * images - 1.0, spec.num_classes)
         return _mobile_head(spec, out)
 
     stablehlo = mobile.experimental_get_compiler_ir(tf.zeros([1, *spec.image_size, 3]))(stage="stablehlo")

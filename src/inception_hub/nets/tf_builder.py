@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from .layers import BATCH_NORM_MOMENTUM, BN_EPSILON, DROPOUT_KEEP_PROB, Builder, pair
@@ -94,3 +95,33 @@ class TFBuilder(Builder):
             if as_conv1x1:
                 w = tf.reshape(w, [-1, units])
             return tf.nn.bias_add(tf.matmul(x, w), self._get("biases"))
+
+
+class FixedSizeTFBuilder(TFBuilder):
+    """TFBuilder for a fixed input size whose SAME average pools are a zero pad, a VALID pool and a
+    constant rescale (for LiteRT's converter).
+
+    TF excludes the padded cells from a SAME average (sum / cells covered). XLA lowers that as a
+    reduce_window over a mask, which litert-converter 0.5 keeps as reduce_window with a body
+    subgraph (MediaPipe refuses a model with two). At a fixed size the cell counts are constants:
+    sum / count = VALID mean over the zero-padded input * (window / count), the same value within a
+    float32 rounding."""
+
+    def avg_pool2d(self, x, kernel, *, stride=1, padding="SAME"):
+        if padding != "SAME":
+            return super().avg_pool2d(x, kernel, stride=stride, padding=padding)
+        (kh, kw), (h, w) = pair(kernel), x.shape[1:3]
+        pad_h, count_h = same_pool_counts(int(h), kh, stride)
+        pad_w, count_w = same_pool_counts(int(w), kw, stride)
+        mean = tf.nn.avg_pool2d(tf.pad(x, [(0, 0), pad_h, pad_w, (0, 0)]), (kh, kw), stride, "VALID")
+        rescale = (kh * kw) / np.outer(count_h, count_w).astype(np.float32)
+        return mean * tf.constant(rescale[None, :, :, None], tf.float32)
+
+
+def same_pool_counts(size: int, kernel: int, stride: int) -> tuple[tuple[int, int], np.ndarray]:
+    """SAME padding's (before, after) along one axis, and how many real cells each window covers."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    before = total // 2
+    starts = np.arange(out) * stride - before
+    return (before, total - before), np.minimum(starts + kernel, size) - np.maximum(starts, 0)
