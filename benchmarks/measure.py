@@ -93,7 +93,6 @@ def measure_engines(
     batch 32, the first `args.e2e_repeat` of them with a pass end to end. Returns the records and
     the engines skipped (with why)."""
     records: dict[str, dict[str, Any]] = {}
-    variants: dict[str, str] = {}
     skipped: dict[str, str] = {}
     for round_ in range(max(args.repeat, args.e2e_repeat)):
         for label, build in builders:
@@ -102,25 +101,14 @@ def measure_engines(
             try:
                 start = time.perf_counter()
                 engine = build()
-                built_s = time.perf_counter() - start
                 if label not in records:
-                    records[label] = record = {"name": engine.name, "group": engine.group, "build_s": built_s}
-                    record.update({"b1": [], "b32": [], "e2e": []})
-                    if len(engine.end_to_end) > 1:
-                        variants[label] = pick_variant(engine, paths[: args.probe_images], record)
-                    else:
-                        variants[label], *_ = engine.end_to_end
-                        record["name"] += f" ({variants[label]})" if variants[label] else ""
+                    records[label] = new_record(engine, time.perf_counter() - start, paths[: args.probe_images])
                 record = records[label]
                 if round_ < args.repeat:
                     for batch in (1, 32):
-                        x = engine.prepare(images[:batch])
-                        for _ in range(2):  # first calls trace, compile and allocate
-                            engine.infer(x)
-                        rate = best_rate(lambda e=engine, x=x, b=batch: (e.infer(x), b)[1], 1, args.min_time)
-                        record[f"b{batch}"].append(rate["best"])
+                        record[f"b{batch}"].append(model_only_rate(engine, images[:batch], args.min_time))
                 if round_ < args.e2e_repeat:
-                    record["e2e"] += measure_end_to_end(engine.end_to_end[variants[label]], paths, 1)["runs"]
+                    record["e2e"] += measure_end_to_end(engine.end_to_end[record["variant"]], paths, 1)["runs"]
             except Skip as e:
                 skipped[label] = str(e)
                 log(f"  {label}: skipped: {e}")
@@ -134,6 +122,7 @@ def measure_engines(
     for label, record in records.items():
         if label in skipped:
             continue
+        del record["variant"]
         for what in ("b1", "b32", "e2e"):
             rates = record[what]
             record[what] = {"best": max(rates), "median": float(np.median(rates)), "runs": rates}
@@ -144,6 +133,26 @@ def measure_engines(
         )
         out.append(record)
     return out, skipped
+
+
+def new_record(engine: Engine, build_s: float, probe: list[str]) -> dict[str, Any]:
+    """An engine's record at its first turn, with the end-to-end variant its passes run."""
+    record: dict[str, Any] = {"name": engine.name, "group": engine.group, "build_s": build_s}
+    record.update({"b1": [], "b32": [], "e2e": []})
+    if len(engine.end_to_end) > 1:
+        record["variant"] = pick_variant(engine, probe, record)
+    else:
+        record["variant"], *_ = engine.end_to_end
+        record["name"] += f" ({record['variant']})" if record["variant"] else ""
+    return record
+
+
+def model_only_rate(engine: Engine, images: np.ndarray, min_time: float) -> float:
+    """Model-only images/s on preprocessed `images`, after two untimed calls (tracing, compiling)."""
+    x = engine.prepare(images)
+    for _ in range(2):
+        engine.infer(x)
+    return best_rate(lambda: (engine.infer(x), len(images))[1], 1, min_time)["best"]
 
 
 def pick_variant(engine: Engine, probe: list[str], record: dict) -> str:
